@@ -1,0 +1,1 @@
+"""Hydra configs of dlfoundations, shipped as package data (see pyproject.toml)."""

@@ -1,0 +1,74 @@
+"""Classification with cross-entropy for any ``nn.Module`` that maps inputs to logits."""
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class ClassificationModule(L.LightningModule):
+    """Trains ``net`` with cross-entropy and logs loss and accuracy.
+
+    Metric names: ``train/loss``, ``train/acc`` (running averages over the epoch, in train mode),
+    one ``<name>/loss``, ``<name>/acc`` pair per evaluation set of the validation loop (the
+    datamodule's ``eval_sets``: ``val``, ``train_eval``, ``train_clean``), and ``test/loss``,
+    ``test/acc``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        num_classes: int = 10,
+        eval_sets: list[str] | tuple[str, ...] = ("val",),
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.eval_sets = list(eval_sets)
+        stages = ["train", "test", *self.eval_sets]
+        # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the suffix.
+        self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro") for s in stages})
+        self.mean_loss = nn.ModuleDict({f"{s}_": MeanMetric() for s in stages})
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        # Metric objects accumulate on the device; they sync once per epoch, not per step.
+        mean_loss, acc = self.mean_loss[f"{stage}_"], self.acc[f"{stage}_"]
+        mean_loss.update(loss.detach(), weight=len(y))
+        acc.update(logits.detach(), y)
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True,
+                 add_dataloader_idx=False, metric_attribute=f"mean_loss.{stage}_")
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True,
+                 add_dataloader_idx=False, metric_attribute=f"acc.{stage}_")
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._step(batch, self.eval_sets[dataloader_idx])
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,123 @@
+"""The spine: compose -> seed -> instantiate data, model, task, trainer -> fit -> test -> results.
+
+``python src/train.py experiment=memorize`` (or the ``dlf-train`` console script) ends up in
+:func:`cli`; tests and notebooks call :func:`main` with a composed config.
+"""
+
+import io
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import rich.console
+import torch
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+
+from dlfoundations.config import config_tree, register_resolvers, trainer_kwargs
+from dlfoundations.errors import UserError
+from dlfoundations.io import atomic_write_json, atomic_write_text
+from dlfoundations.models import count_parameters
+
+log = logging.getLogger(__name__)
+register_resolvers()
+# Lightning advertises its cloud products at every Trainer start; that is noise in a research log.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡")
+)
+
+
+def instantiate(node: DictConfig, where: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that turns a bad value into a one-line :class:`UserError`."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        if isinstance(cause, (ValueError, TypeError)):
+            raise UserError(f"{where}: {cause}") from err
+        raise
+
+
+def _instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
+    """Instantiate every entry of a dict-of-configs group (callbacks, logger); null entries are off."""
+    if not group:
+        return []
+    return [instantiate(node, f"{where}.{key}") for key, node in group.items() if node and "_target_" in node]
+
+
+def _save_config(cfg: DictConfig, output_dir: Path) -> None:
+    atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    buffer = io.StringIO()
+    rich.console.Console(file=buffer, width=110, color_system=None).print(config_tree(cfg))
+    atomic_write_text(output_dir / "config_tree.log", buffer.getvalue())
+
+
+def _as_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor))}
+
+
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test as ``cfg`` says; write ``results.json`` into the run dir; return the results."""
+    output_dir = Path(cfg.paths.output_dir)
+    trainer_args = trainer_kwargs(cfg.trainer)  # fail on a missing GPU before any work is done
+    if cfg.get("print_config", True):
+        rich.console.Console().print(config_tree(cfg))
+    _save_config(cfg, output_dir)
+    if torch.cuda.is_available() and cfg.get("matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data, "data")
+    net = instantiate(cfg.model, "model")
+    task = instantiate(cfg.task, "task", net=net)
+    callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
+    loggers = _instantiate_group(cfg.get("logger"), "logger")
+    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams)
+
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = _as_floats(trainer.callback_metrics)
+    fit_seconds = time.perf_counter() - start
+    if cfg.get("test", True):
+        trainer.test(task, datamodule=datamodule, verbose=cfg.get("print_config", True))
+        metrics.update(_as_floats(trainer.callback_metrics))
+
+    name = cfg.get("optimized_metric")
+    results = {
+        "metrics": metrics,
+        "optimized_metric": name,
+        "optimized_value": metrics.get(name) if name else None,
+        "num_params": count_parameters(net),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "fit_seconds": round(fit_seconds, 3),
+        "seed": cfg.seed,
+    }
+    if trainer.is_global_zero:
+        atomic_write_json(output_dir / "results.json", results)
+    if name and name not in metrics:
+        log.warning("optimized_metric=%s was not logged; logged metrics: %s", name, sorted(metrics))
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="pkg://dlfoundations.conf", config_name="train")
+def cli(cfg: DictConfig) -> float | None:
+    """Command-line entry; returns the optimized metric for Hydra sweepers."""
+    try:
+        return main(cfg)["optimized_value"]
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()
