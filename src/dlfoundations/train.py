@@ -8,6 +8,7 @@ import io
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from dlfoundations.models import count_parameters
 
 log = logging.getLogger(__name__)
 register_resolvers()
+# The run dir already holds config.yaml when the CSV logger starts; its warning about a non-empty
+# dir is expected here (it only ever replaces its own metrics.csv).
+warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
 # Lightning advertises its cloud products at every Trainer start; that is noise in a research log.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
     lambda record: not str(record.msg).startswith("💡")
@@ -34,7 +38,9 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
 def instantiate(node: DictConfig, where: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` that turns a bad value into a one-line :class:`UserError`."""
     try:
-        return hydra.utils.instantiate(node, **kwargs)
+        # _convert_="all": constructors get plain lists/dicts, never OmegaConf containers (which
+        # would, e.g., end up pickled in checkpoints).
+        return hydra.utils.instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, UserError):

@@ -31,7 +31,9 @@ class ClassificationModule(L.LightningModule):
         eval_sets: list[str] | tuple[str, ...] = ("val",),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        # The full resolved config goes to the loggers and config.yaml; the checkpoint keeps only
+        # plain values so that it loads with torch.load(weights_only=True).
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.eval_sets = list(eval_sets)

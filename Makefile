@@ -1,0 +1,35 @@
+# Two commands on a fresh machine with Python 3.11 and pip:
+#   make run    install into .venv if needed, then the main job (CPU-scale memorization)
+#   make test   install into .venv if needed, then the test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup run test memorize clean-logs
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml changes; torch (about 6 GB with its CUDA libraries) is
+# installed only when .venv does not already hold the pinned versions.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import importlib.metadata as m; import sys; sys.exit(not (m.version('torch'), m.version('torchvision')) == ('2.14.1', '0.29.1'))" 2>/dev/null \
+		&& echo "torch pins already satisfied in $(VENV)" \
+		|| $(PY) -m pip install --quiet --upgrade pip $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) src/train.py experiment=memorize_cpu
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# The seed's full experiment (needs MNIST in data/MNIST/raw or a network; a GPU is advised).
+memorize: $(STAMP)
+	$(PY) src/train.py experiment=memorize
+
+clean-logs:
+	rm -rf logs

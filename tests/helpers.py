@@ -1,0 +1,52 @@
+"""Test helpers: compose the real configs, and write MNIST files in torchvision's on-disk format."""
+
+import struct
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from dlfoundations.config import register_resolvers
+
+register_resolvers()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_cfg(overrides: list[str], out_dir: Path, data_dir: Path | None = None) -> DictConfig:
+    """Compose conf/train.yaml as the CLI would, with the run dir set to ``out_dir``."""
+    with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["print_config=false", *overrides], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(out_dir)
+        cfg.paths.output_dir = str(out_dir)
+        cfg.paths.log_dir = str(out_dir / "logs")
+        if data_dir is not None:
+            cfg.paths.data_dir = str(data_dir)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an unsigned-byte IDX file (the format of the MNIST distribution files)."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_mnist(root: Path, n_train: int, n_test: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random images and labels as the four MNIST files under ``root/MNIST/raw``."""
+    rng = np.random.default_rng(seed)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for name, array in arrays.items():
+        write_idx(raw / name, array)
+    return arrays

@@ -1,0 +1,65 @@
+"""Every config in conf/model, conf/data and conf/experiment composes and runs (fast_dev_run)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dlfoundations.train import main
+from helpers import REPO, make_cfg
+
+CONF = REPO / "conf"
+# Models that need a particular input shape, and the data config that provides it offline.
+DATA_FOR_MODEL = {"alexnet": "mnist_bundled"}
+
+
+def names(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def run_fast(overrides: list[str], tmp_path: Path, data_dir: Path | None = None) -> dict:
+    cfg = make_cfg([*overrides, "debug=fast"], tmp_path, data_dir)
+    results = main(cfg)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    assert 0.0 <= results["metrics"]["test/acc"] <= 1.0
+    assert results["global_step"] == 1  # fast_dev_run: exactly one optimizer step
+    return results
+
+
+def test_the_groups_are_all_there():
+    assert {"mnist", "mnist_bundled", "mnist1d"} <= set(names("data"))
+    assert {"alexnet", "mlp"} <= set(names("model"))
+    assert {"memorize", "memorize_cpu"} <= set(names("experiment"))
+    assert {"default", "cpu", "gpu", "ddp"} <= set(names("trainer"))
+    assert {"csv", "tensorboard", "wandb"} <= set(names("logger"))
+
+
+@pytest.mark.parametrize("model", names("model"))
+def test_every_model_config_runs(model, tmp_path):
+    data = DATA_FOR_MODEL.get(model, "mnist_bundled")
+    extra = ["model.width=0.125"] if model == "alexnet" else []
+    results = run_fast([f"model={model}", f"data={data}", *extra], tmp_path)
+    assert results["num_params"] > 0
+
+
+@pytest.mark.parametrize("data", names("data"))
+def test_every_data_config_runs(data, tmp_path, mnist_dir):
+    run_fast([f"data={data}", "model=mlp"], tmp_path, data_dir=mnist_dir)
+
+
+@pytest.mark.parametrize("experiment", names("experiment"))
+def test_every_experiment_config_runs(experiment, tmp_path, mnist_dir):
+    run_fast([f"experiment={experiment}"], tmp_path, data_dir=mnist_dir)
+
+
+def test_memorize_is_the_seeds_setup(tmp_path):
+    cfg = make_cfg(["experiment=memorize"], tmp_path)
+    assert cfg.data._target_.endswith("MNISTDataModule")
+    assert (cfg.data.subset_size, cfg.data.label_noise, cfg.data.label_noise_kind) == (6000, 1.0, "uniform")
+    assert cfg.data.batch_size == 64 and cfg.data.normalize is False
+    assert "train_eval" in cfg.data.eval_sets  # train accuracy on all 6,000 images, eval mode
+    assert cfg.model._target_.endswith("MNISTAlexNet") and cfg.model.width == 1.0
+    assert cfg.optimizer._target_ == "torch.optim.SGD"
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.1, 0.0, 0.0)
+    assert cfg.trainer.max_epochs == 150 and cfg.seed == 0

@@ -1,0 +1,149 @@
+import numpy as np
+import pytest
+import torch
+
+from dlfoundations.data import (
+    BundledMNISTDataModule,
+    MNIST1DDataModule,
+    MNISTDataModule,
+    TensorBatchLoader,
+)
+from dlfoundations.data.corruption import corrupt_inputs, corrupt_labels
+from dlfoundations.errors import UserError
+from helpers import write_mnist
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.2, 0.5, 1.0])
+@pytest.mark.parametrize("kind", ["uniform", "incorrect"])
+def test_label_noise_hits_the_asked_fraction(fraction, kind):
+    n = 10_000
+    labels = torch.arange(n) % 10
+    noisy, mask = corrupt_labels(labels, fraction, 10, torch.Generator().manual_seed(0), kind)
+    assert int(mask.sum()) == round(fraction * n)  # exactly this many labels were redrawn
+    assert torch.equal(noisy[~mask], labels[~mask])  # the others are untouched
+    changed = (noisy != labels).float().mean().item()
+    if kind == "incorrect":
+        assert changed == pytest.approx(fraction)  # every redrawn label is wrong
+    else:
+        # A uniform redraw keeps the true class 1/10 of the time: 0.9 * fraction change, +-0.015.
+        assert abs(changed - 0.9 * fraction) <= 0.015
+
+
+def test_label_noise_is_a_function_of_the_seed():
+    labels = torch.arange(1000) % 10
+    a, _ = corrupt_labels(labels, 0.5, 10, torch.Generator().manual_seed(3))
+    b, _ = corrupt_labels(labels, 0.5, 10, torch.Generator().manual_seed(3))
+    c, _ = corrupt_labels(labels, 0.5, 10, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def _epoch_pairs(loader, epoch):
+    loader.sampler.set_epoch(epoch)
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_noisy_labels_stay_fixed_across_epochs():
+    dm = MNIST1DDataModule(train_size=400, test_size=100, label_noise=0.6, seed=1, on_device=False)
+    dm.setup()
+    assert int(dm.noise_mask.sum()) == 240
+    loader = dm.train_dataloader()
+    x0, y0 = _epoch_pairs(loader, 0)
+    x1, y1 = _epoch_pairs(loader, 1)
+    assert not torch.equal(x0, x1)  # reshuffled ...
+    # ... but every signal keeps its (noisy) label: match epochs by the signal itself.
+    key0 = {tuple(x.tolist()): int(y) for x, y in zip(x0, y0)}
+    assert all(key0[tuple(x.tolist())] == int(y) for x, y in zip(x1, y1))
+    assert (dm.splits.y_train != dm.y_train_clean).float().mean() > 0.4
+
+
+def test_loader_order_depends_only_on_seed_and_epoch_and_ddp_shards_partition():
+    data = torch.arange(103)
+    a = TensorBatchLoader((data,), batch_size=10, shuffle=True, seed=5)
+    b = TensorBatchLoader((data,), batch_size=10, shuffle=True, seed=5)
+    b.sampler.set_epoch(3), b.sampler.set_epoch(0)  # a resumed loader lands on the same order
+    assert torch.equal(torch.cat([t for (t,) in a]), torch.cat([t for (t,) in b]))
+    assert len(a) == 11 and sorted(torch.cat([t for (t,) in a]).tolist()) == list(range(103))
+    shards = [TensorBatchLoader((data,), 8, shuffle=True, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    seen = [torch.cat([t for (t,) in s]) for s in shards]
+    assert len(seen[0]) == len(seen[1]) == 51 and not set(seen[0].tolist()) & set(seen[1].tolist())
+
+
+def test_input_corruptions():
+    g = torch.Generator().manual_seed(0)
+    train, test = torch.rand(50, 1, 4, 4), torch.rand(20, 1, 4, 4)
+    test[0] = train[0]
+    out = corrupt_inputs({"train": train, "test": test}, "shuffled_pixels", g)
+    assert torch.equal(out["train"][0], out["test"][0])  # one permutation for every image
+    assert not torch.equal(out["train"][0], train[0])
+    out = corrupt_inputs({"train": train, "test": test}, "random_pixels", g)
+    flat_in, flat_out = train.reshape(50, -1), out["train"].reshape(50, -1)
+    assert torch.equal(flat_in.sort(1).values, flat_out.sort(1).values)  # same pixels, moved
+    perms = [tuple(torch.argsort(torch.argsort(r)).tolist()) for r in flat_out]
+    assert len(set(perms)) > 40  # a different permutation per image
+    big = torch.rand(2000, 1, 4, 4) * 3 + 1
+    out = corrupt_inputs({"train": big}, "gaussian", g)["train"]
+    assert abs(out.mean() - big.mean()) < 0.02 and abs(out.std() - big.std()) < 0.02
+
+
+def test_mnist_goes_through_torchvisions_class_on_idx_files(tmp_path):
+    arrays = write_mnist(tmp_path, n_train=300, n_test=40)
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, subset_size=120, val_size=100,
+                         input_shape=[1, 28, 28], on_device=False)
+    dm.prepare_data()
+    dm.setup()
+    s = dm.splits
+    assert s.x_train.shape == (120, 1, 28, 28) and s.x_val.shape == (100, 1, 28, 28)
+    images = torch.from_numpy(arrays["train-images-idx3-ubyte"]).float() / 255
+    assert torch.equal(s.x_train[:, 0], images[:120])  # the first images of the pool, like the seed
+    assert torch.equal(s.x_val[:, 0], images[200:])  # val is the end of the training split
+    assert s.y_test.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+
+
+def test_missing_mnist_names_the_place_and_the_offline_configs(tmp_path):
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False)
+    with pytest.raises(UserError) as err:
+        dm.prepare_data()
+    msg = str(err.value)
+    assert str(tmp_path / "MNIST" / "raw") in msg
+    assert "data=mnist_bundled" in msg and "data=mnist1d" in msg and "\n" not in msg
+
+
+def test_truncated_mnist_file_is_reported(tmp_path):
+    write_mnist(tmp_path, n_train=30, n_test=10)
+    f = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:1000])
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, val_size=10)
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        dm.setup()
+
+
+def test_out_of_range_options_are_user_errors():
+    with pytest.raises(UserError, match=r"label_noise=1.5 .*\[0, 1\]"):
+        MNIST1DDataModule(label_noise=1.5)
+    with pytest.raises(UserError, match="input_corruption"):
+        MNIST1DDataModule(input_corruption="blur")
+    with pytest.raises(UserError, match="multiple of 10"):
+        MNIST1DDataModule(train_size=4001)
+
+
+def test_bundled_mnist_is_real_mnist():
+    dm = BundledMNISTDataModule(train_size=4000, val_size=0, test_size=1000, on_device=False)
+    dm.setup()
+    s = dm.splits
+    assert s.x_train.shape == (4000, 1, 28, 28) and len(s.y_test) == 1000
+    assert 0.0 <= s.x_train.min() and s.x_train.max() <= 1.0
+    # Real digits: ~19% of MNIST pixels are ink (> 0.5) and classes are balanced.
+    ink = (s.x_train > 0.5).float().mean().item()
+    assert 0.1 < ink < 0.3
+    assert torch.bincount(s.y_train, minlength=10).min() > 300
+
+
+def test_mnist1d_default_is_the_standard_split():
+    dm = MNIST1DDataModule(on_device=False)
+    dm.setup()
+    s = dm.splits
+    assert s.x_train.shape == (4000, 40) and s.x_test.shape == (1000, 40) and len(s.x_val) == 0
+    state = np.random.get_state()[1][:5].copy()
+    MNIST1DDataModule(train_size=100, test_size=100).setup()
+    assert np.array_equal(state, np.random.get_state()[1][:5])  # global RNG left alone

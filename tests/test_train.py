@@ -1,0 +1,131 @@
+"""The training path end to end: real (short) runs, artifacts, errors, the CLI."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dlfoundations.config import trainer_kwargs
+from dlfoundations.errors import UserError
+from dlfoundations.train import main
+from helpers import REPO, make_cfg
+
+SHORT_RANDOM_LABELS = [
+    "data=mnist1d", "data.train_size=500", "data.val_size=0", "data.test_size=300",
+    "data.label_noise=1.0", "data.batch_size=50", "data.eval_sets=[train_eval]",
+    "model=mlp", "model.width=256", "optimizer=adam", "optimizer.lr=0.003",
+    "trainer.max_epochs=30", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+    "callbacks.training_curves.metrics=[train_eval/acc,train_eval/loss]",
+]
+
+
+def epoch_metric(run_dir: Path, name: str) -> list[float]:
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    return [float(r[name]) for r in rows if r.get(name)]
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("short_run")
+    return out, main(make_cfg(SHORT_RANDOM_LABELS, out))
+
+
+def test_train_accuracy_rises_on_random_labels(short_run):
+    run_dir, results = short_run
+    acc = epoch_metric(run_dir, "train_eval/acc")
+    assert len(acc) == 30  # measured every epoch on the whole training set
+    # Memorization: from chance to far above it on labels that carry no signal ...
+    assert acc[0] < 0.25, f"first-epoch train acc {acc[0]:.3f} should be near chance (0.1)"
+    assert acc[-1] > 0.6, f"last-epoch train acc {acc[-1]:.3f} should exceed 0.6"
+    # ... while accuracy on the true test labels stays at chance: 0.1 +- 0.08 (4.6 sigma at n=300).
+    assert abs(results["metrics"]["test/acc"] - 0.1) < 0.08
+
+
+def test_a_run_writes_config_metrics_checkpoint_plot_and_results(short_run):
+    run_dir, results = short_run
+    assert "label_noise: 1.0" in (run_dir / "config.yaml").read_text()
+    assert (run_dir / "config_tree.log").read_text().startswith("config")
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 30 * 10  # 30 epochs of 500 samples in batches of 50
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["metrics"]["train_eval/acc"] == pytest.approx(epoch_metric(run_dir, "train_eval/acc")[-1])
+    assert saved["optimized_metric"] == "test/acc" and saved["epochs"] == 30
+    assert not list(run_dir.glob(".*.tmp*")) and not list(run_dir.glob(".results*"))  # no temp leftovers
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
+    quick = [*SHORT_RANDOM_LABELS, "trainer.max_epochs=2"]
+    a = main(make_cfg(quick, tmp_path / "a"))["metrics"]
+    b = main(make_cfg(quick, tmp_path / "b"))["metrics"]
+    c = main(make_cfg([*quick, "seed=1"], tmp_path / "c"))["metrics"]
+    assert a == b
+    assert a != c
+
+
+def test_gpus_without_cuda_is_a_one_line_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    cfg = make_cfg(["trainer.gpus=1"], tmp_path)
+    with pytest.raises(UserError, match=r"trainer.gpus=1 .* no|trainer.gpus=1 .*0 CUDA") as err:
+        trainer_kwargs(cfg.trainer)
+    assert "trainer=cpu" in str(err.value)
+    with pytest.raises(UserError, match="trainer=cpu"):
+        trainer_kwargs(make_cfg(["trainer=gpu"], tmp_path).trainer)
+    assert trainer_kwargs(make_cfg(["trainer.gpus=0"], tmp_path).trainer)["accelerator"] == "cpu"
+
+
+def test_gpus_maps_to_accelerator_and_devices(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    kwargs = trainer_kwargs(make_cfg(["trainer.gpus=2"], tmp_path).trainer)
+    assert (kwargs["accelerator"], kwargs["devices"]) == ("gpu", 2) and "gpus" not in kwargs
+
+
+def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **env}
+    return subprocess.run([sys.executable, str(REPO / "src" / "train.py"), *args], cwd=cwd,
+                          env=environ, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_gpu_error_has_no_traceback(tmp_path):
+    proc = run_cli(["experiment=memorize_cpu", "trainer.gpus=1", f"paths.log_dir={tmp_path}"], tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "trainer=cpu" in lines[0]
+
+
+def test_cli_label_noise_multirun_writes_one_result_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "experiment=memorize_cpu", "data.label_noise=0,0.2,1.0", "debug=fast",
+                    f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 3
+    for job, noise in zip(jobs, (0.0, 0.2, 1.0)):
+        assert yaml.safe_load((job / "config.yaml").read_text())["data"]["label_noise"] == noise
+        assert "test/acc" in json.loads((job / "results.json").read_text())["metrics"]
+
+
+def test_cli_run_dirs_are_unique_and_loggers_write(tmp_path):
+    args = ["experiment=memorize_cpu", "debug=short", f"paths.log_dir={tmp_path}", "print_config=false",
+            "logger=[csv,tensorboard,wandb]"]
+    home = tmp_path / "home"
+    home.mkdir()
+    # No W&B key anywhere (fresh HOME, no env var): the W&B logger must go offline, not prompt.
+    env = {"HOME": str(home), "WANDB_API_KEY": "", "WANDB_MODE": ""}
+    first, second = run_cli(args, tmp_path, **env), run_cli(args, tmp_path, **env)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
+    runs = sorted((tmp_path / "memorize_cpu" / "runs").iterdir())
+    assert len(runs) == 2  # two runs, two dirs, even when started in the same second
+    for run in runs:
+        assert (run / "metrics.csv").exists() and (run / "results.json").exists()
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+        assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
