@@ -17,6 +17,7 @@ import lightning as L
 import rich.console
 import torch
 from hydra.errors import InstantiationException
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.config import config_tree, register_resolvers, trainer_kwargs
@@ -29,6 +30,8 @@ register_resolvers()
 # The run dir already holds config.yaml when the CSV logger starts; its warning about a non-empty
 # dir is expected here (it only ever replaces its own metrics.csv).
 warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+# Lightning's own use of a deprecated torch API; nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # Lightning advertises its cloud products at every Trainer start; that is noise in a research log.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
     lambda record: not str(record.msg).startswith("💡")
@@ -57,6 +60,7 @@ def _instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
     return [instantiate(node, f"{where}.{key}") for key, node in group.items() if node and "_target_" in node]
 
 
+@rank_zero_only
 def _save_config(cfg: DictConfig, output_dir: Path) -> None:
     atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     buffer = io.StringIO()
@@ -72,7 +76,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     """Train and test as ``cfg`` says; write ``results.json`` into the run dir; return the results."""
     output_dir = Path(cfg.paths.output_dir)
     trainer_args = trainer_kwargs(cfg.trainer)  # fail on a missing GPU before any work is done
-    if cfg.get("print_config", True):
+    if cfg.get("print_config", True) and rank_zero_only.rank == 0:
         rich.console.Console().print(config_tree(cfg))
     _save_config(cfg, output_dir)
     if torch.cuda.is_available() and cfg.get("matmul_precision"):
@@ -82,6 +86,9 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data, "data")
     net = instantiate(cfg.model, "model")
     task = instantiate(cfg.task, "task", net=net)
+    if cfg.data.get("input_shape"):
+        # Lets the model summary show per-layer input/output sizes and FLOPs.
+        task.example_input_array = torch.zeros(2, *cfg.data.input_shape)
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = _instantiate_group(cfg.get("logger"), "logger")
     trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False)
@@ -112,6 +119,10 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         atomic_write_json(output_dir / "results.json", results)
     if name and name not in metrics:
         log.warning("optimized_metric=%s was not logged; logged metrics: %s", name, sorted(metrics))
+    if trainer.is_global_zero:
+        summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+        log.info("%d epochs in %.1f s: %s", trainer.current_epoch, fit_seconds, summary)
+        log.info("run dir: %s", output_dir)
     return results
 
 

@@ -53,7 +53,7 @@ class ClassificationModule(L.LightningModule):
         mean_loss, acc = self.mean_loss[f"{stage}_"], self.acc[f"{stage}_"]
         mean_loss.update(loss.detach(), weight=len(y))
         acc.update(logits.detach(), y)
-        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True,
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage == "train",
                  add_dataloader_idx=False, metric_attribute=f"mean_loss.{stage}_")
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True,
                  add_dataloader_idx=False, metric_attribute=f"acc.{stage}_")
