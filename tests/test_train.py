@@ -129,3 +129,10 @@ def test_cli_run_dirs_are_unique_and_loggers_write(tmp_path):
         assert (run / "metrics.csv").exists() and (run / "results.json").exists()
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
         assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_wandb_jobs_of_a_multirun_share_a_group(tmp_path):
+    single = make_cfg(["logger=wandb"], tmp_path)
+    assert single.logger.wandb.group is None
+    sweep = make_cfg(["logger=wandb", "hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}/sweep_42"], tmp_path)
+    assert sweep.logger.wandb.group == "sweep_42"

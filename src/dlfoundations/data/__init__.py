@@ -1,0 +1,16 @@
+"""In-memory DataModules, label/input corruption and the tensor batch loader."""
+
+from dlfoundations.data.base import InMemoryDataModule, Splits
+from dlfoundations.data.loader import TensorBatchLoader
+from dlfoundations.data.mnist import MNISTDataModule
+from dlfoundations.data.mnist1d import MNIST1DDataModule
+from dlfoundations.data.mnist_bundled import BundledMNISTDataModule
+
+__all__ = [
+    "BundledMNISTDataModule",
+    "InMemoryDataModule",
+    "MNIST1DDataModule",
+    "MNISTDataModule",
+    "Splits",
+    "TensorBatchLoader",
+]

@@ -1,0 +1,169 @@
+"""A LightningDataModule for datasets that fit in memory as tensors.
+
+Subclasses only say how to load the raw splits (``load_splits``). This class applies label
+noise and input corruption once (fixed for the whole run, drawn from ``seed``), and serves
+batches with :class:`TensorBatchLoader`.
+
+Evaluation sets run in the validation loop every epoch, each logged under its own prefix:
+``val`` (held-out data), ``train_eval`` (the training inputs with the training labels, noisy
+or not, in eval mode: the "train accuracy" of the papers) and ``train_clean`` (the training
+inputs with their original labels).
+"""
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from dlfoundations.data.corruption import (
+    INPUT_CORRUPTIONS,
+    LABEL_NOISE_KINDS,
+    corrupt_inputs,
+    corrupt_labels,
+)
+from dlfoundations.data.loader import TensorBatchLoader
+from dlfoundations.errors import UserError
+
+EVAL_SETS = ("val", "train_eval", "train_clean")
+# Offsets keep the label-noise, input-corruption and shuffling streams independent of each other.
+_LABEL_NOISE_STREAM, _INPUT_STREAM = 1, 2
+
+
+@dataclass
+class Splits:
+    """Raw tensors of a dataset; ``x_val``/``y_val`` may be empty."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Base class: noisy labels, corrupted inputs and tensor batching for in-memory data."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        input_shape: list[int] | tuple[int, ...] | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 1000,
+        label_noise: float = 0.0,
+        label_noise_kind: str = "uniform",
+        input_corruption: str | None = None,
+        eval_sets: list[str] | tuple[str, ...] = ("train_eval",),
+        on_device: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= label_noise <= 1.0:
+            raise UserError(f"data.label_noise={label_noise} is out of range; use a value in [0, 1]")
+        if label_noise_kind not in LABEL_NOISE_KINDS:
+            raise UserError(
+                f"data.label_noise_kind={label_noise_kind!r} is not known; use one of {LABEL_NOISE_KINDS}"
+            )
+        if input_corruption is not None and input_corruption not in INPUT_CORRUPTIONS:
+            raise UserError(
+                f"data.input_corruption={input_corruption!r} is not known; "
+                f"use null or one of {INPUT_CORRUPTIONS}"
+            )
+        unknown = [s for s in eval_sets if s not in EVAL_SETS]
+        if unknown:
+            raise UserError(f"data.eval_sets has unknown entries {unknown}; use some of {EVAL_SETS}")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise UserError("data.batch_size and data.eval_batch_size must be >= 1")
+        self.num_classes = num_classes
+        self.declared_shape = tuple(input_shape) if input_shape is not None else None
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.label_noise, self.label_noise_kind = label_noise, label_noise_kind
+        self.input_corruption = input_corruption
+        self.eval_sets = list(eval_sets)
+        self.on_device = on_device
+        self.seed = seed
+        self.splits: Splits | None = None
+        self.noise_mask: Tensor | None = None
+        self._device = torch.device("cpu")
+
+    # -- to be provided by subclasses -------------------------------------------------------
+    def load_splits(self) -> Splits:
+        """Load the dataset as tensors: float inputs, int64 labels."""
+        raise NotImplementedError
+
+    # -- Lightning hooks --------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        s = self.load_splits()
+        shape = tuple(s.x_train.shape[1:])
+        if self.declared_shape is not None and shape != self.declared_shape:
+            raise UserError(
+                f"data.input_shape={list(self.declared_shape)} but the data has shape {list(shape)}; "
+                "fix input_shape in the data config (models size themselves from it)"
+            )
+        if self.input_corruption is not None:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + _INPUT_STREAM)
+            xs = corrupt_inputs(
+                {"train": s.x_train, "val": s.x_val, "test": s.x_test}, self.input_corruption, gen
+            )
+            s.x_train, s.x_val, s.x_test = xs["train"], xs["val"], xs["test"]
+        self.y_train_clean = s.y_train
+        if self.label_noise > 0:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + _LABEL_NOISE_STREAM)
+            s.y_train, self.noise_mask = corrupt_labels(
+                s.y_train, self.label_noise, self.num_classes, gen, self.label_noise_kind
+            )
+        else:
+            self.noise_mask = torch.zeros(len(s.y_train), dtype=torch.bool)
+        if "val" in self.eval_sets and len(s.x_val) == 0:
+            raise UserError("data.eval_sets contains 'val' but data.val_size is 0; set val_size > 0")
+        self.splits = s
+
+    def _target_device(self) -> torch.device:
+        # Keep the dataset on the accelerator when training there: no host->device copy per step.
+        trainer = self.trainer
+        if self.on_device and trainer is not None and trainer.strategy.root_device.type != "cpu":
+            return trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def _loader(self, x: Tensor, y: Tensor, train: bool) -> TensorBatchLoader:
+        device = self._target_device()
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return TensorBatchLoader(
+            (x.to(device), y.to(device)),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        s = self._require_setup()
+        return self._loader(s.x_train, s.y_train, train=True)
+
+    def val_dataloader(self) -> list[TensorBatchLoader]:
+        s = self._require_setup()
+        sources = {
+            "val": (s.x_val, s.y_val),
+            "train_eval": (s.x_train, s.y_train),
+            "train_clean": (s.x_train, self.y_train_clean),
+        }
+        return [self._loader(*sources[name], train=False) for name in self.eval_sets]
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        s = self._require_setup()
+        return self._loader(s.x_test, s.y_test, train=False)
+
+    def _require_setup(self) -> Splits:
+        if self.splits is None:
+            self.setup()
+        assert self.splits is not None
+        return self.splits
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self._require_setup().x_train.shape[1:])

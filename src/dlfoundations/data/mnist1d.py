@@ -1,0 +1,47 @@
+"""MNIST-1D (Greydanus 2020), generated locally with the ``mnist1d`` package: 40-d signals."""
+
+import random
+
+import numpy as np
+import torch
+from mnist1d.data import get_dataset_args, make_dataset
+
+from dlfoundations.data.base import InMemoryDataModule, Splits
+from dlfoundations.errors import UserError
+
+
+class MNIST1DDataModule(InMemoryDataModule):
+    """``train_size + val_size + test_size`` samples from ``make_dataset`` (the package's default
+    generator settings; 4000/0/1000 with ``dataset_seed=42`` is the standard MNIST-1D set)."""
+
+    def __init__(
+        self,
+        train_size: int = 4000,
+        val_size: int = 0,
+        test_size: int = 1000,
+        dataset_seed: int = 42,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        total = train_size + val_size + test_size
+        if min(train_size, test_size) < 1 or val_size < 0 or total % 10:
+            raise UserError(
+                f"data.train_size + val_size + test_size = {total} must be a multiple of 10 "
+                "(MNIST-1D draws the same number of samples per class), with train and test >= 1"
+            )
+        self.sizes, self.dataset_seed = (train_size, val_size, test_size), dataset_seed
+
+    def load_splits(self) -> Splits:
+        a, b, c = self.sizes
+        args = get_dataset_args()
+        args.num_samples, args.train_split, args.seed = a + b + c, a / (a + b + c), self.dataset_seed
+        # make_dataset reseeds the global RNGs; keep the run's own RNG state untouched.
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:
+            d = make_dataset(args)
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+        x = torch.from_numpy(np.concatenate([d["x"], d["x_test"]])).float()
+        y = torch.from_numpy(np.concatenate([d["y"], d["y_test"]])).long()
+        return Splits(x[:a], y[:a], x[a : a + b], y[a : a + b], x[a + b :], y[a + b :])
