@@ -1,15 +1,27 @@
 """Model zoo: plain ``nn.Module`` classes that know nothing of Lightning.
 
-Every model takes its width (and ``num_classes``, ``in_channels`` where it makes sense) as
-constructor arguments so that sweeps and BN/no-BN pairs are a matter of config.
+Every model takes its width (and ``num_classes``, ``in_channels``, ``batch_norm`` where they make
+sense) as constructor arguments, so sweeps and BN/no-BN pairs are a matter of config.
 """
 
+from torch import nn
+
 from dlfoundations.models.alexnet import MNISTAlexNet
+from dlfoundations.models.cnn import CNN
 from dlfoundations.models.mlp import MLP
+from dlfoundations.models.nin import LNiN, FullyConvLNiN, to_fully_convolutional
+from dlfoundations.models.resnet import PreActResNet18, ResNet18
+from dlfoundations.models.small_net import SmallNet
+from dlfoundations.models.stm import BottleneckBlock, GroupedSTMBlock, STMBlock, STMNet, stm_paths_to_grouped
+from dlfoundations.models.vgg import VGG
 
-__all__ = ["MNISTAlexNet", "MLP", "count_parameters"]
+__all__ = [
+    "BottleneckBlock", "CNN", "FullyConvLNiN", "GroupedSTMBlock", "LNiN", "MLP", "MNISTAlexNet",
+    "PreActResNet18", "ResNet18", "STMBlock", "STMNet", "SmallNet", "VGG", "count_parameters",
+    "stm_paths_to_grouped", "to_fully_convolutional",
+]
 
 
-def count_parameters(model, trainable_only: bool = False) -> int:
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters of ``model`` (all of them, or only those that require grad)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,22 @@
+"""Building blocks shared by the zoo: a norm layer that can be switched off without renaming.
+
+BN/no-BN twins are built from the same code with ``batch_norm`` on or off. Off, the BN slot holds an
+``nn.Identity`` (no parameters), so every other layer keeps its name and index and a folded BN
+model's state dict loads strictly into its twin. Convolutions that have no bias because a BN
+follows them get one in the twin, where the folded BN shift goes.
+"""
+
+from torch import nn
+
+
+def norm2d(channels: int, batch_norm: bool) -> nn.Module:
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
+
+def norm1d(features: int, batch_norm: bool) -> nn.Module:
+    return nn.BatchNorm1d(features) if batch_norm else nn.Identity()
+
+
+def conv_bn_relu(cin: int, cout: int, batch_norm: bool, bias: bool = True, **conv_kwargs) -> list[nn.Module]:
+    """[Conv, BN (or Identity), ReLU]; ``bias=None`` means: bias only where there is no BN."""
+    return [nn.Conv2d(cin, cout, bias=bias, **conv_kwargs), norm2d(cout, batch_norm), nn.ReLU(inplace=True)]
