@@ -1,5 +1,6 @@
 """Test helpers: compose the real configs, and write MNIST files in torchvision's on-disk format."""
 
+import pickle
 import struct
 from pathlib import Path
 
@@ -50,3 +51,22 @@ def write_mnist(root: Path, n_train: int, n_test: int, seed: int = 0) -> dict[st
     for name, array in arrays.items():
         write_idx(raw / name, array)
     return arrays
+
+
+def write_cifar10(root: Path, per_batch: int, n_test: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random images in CIFAR-10's python format (pickled batches) under ``root/cifar-10-batches-py``."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, n in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", n_test)]:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, n).tolist()
+        with open(folder / name, "wb") as f:
+            # The real files are Python 2 pickles whose str keys load as str with encoding="latin1".
+            pickle.dump({"batch_label": name, "data": data, "labels": labels}, f, protocol=2)
+        out[name] = data
+    with open(folder / "batches.meta", "wb") as f:
+        names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+        pickle.dump({"label_names": names, "num_cases_per_batch": per_batch}, f, protocol=2)
+    return out

@@ -9,8 +9,9 @@ from dlfoundations.train import main
 from helpers import REPO, make_cfg
 
 CONF = REPO / "conf"
-# Models that need a particular input shape, and the data config that provides it offline.
-DATA_FOR_MODEL = {"alexnet": "mnist_bundled"}
+# The data config each model runs on (its input shape); CIFAR-10 comes from files the tests write.
+DATA_FOR_MODEL = {"alexnet": "mnist_bundled", "mlp": "mnist1d"}
+BN_MODELS = ["cnn", "nin", "resnet18", "resnet18k", "smallnet", "stm", "vgg16"]
 
 
 def names(group: str) -> list[str]:
@@ -28,29 +29,38 @@ def run_fast(overrides: list[str], tmp_path: Path, data_dir: Path | None = None)
 
 
 def test_the_groups_are_all_there():
-    assert {"mnist", "mnist_bundled", "mnist1d"} <= set(names("data"))
-    assert {"alexnet", "mlp"} <= set(names("model"))
+    assert {"mnist", "mnist_bundled", "mnist1d", "cifar10"} <= set(names("data"))
+    assert {"alexnet", "mlp", *BN_MODELS} <= set(names("model"))
     assert {"memorize", "memorize_cpu"} <= set(names("experiment"))
     assert {"default", "cpu", "gpu", "ddp"} <= set(names("trainer"))
     assert {"csv", "tensorboard", "wandb"} <= set(names("logger"))
 
 
-@pytest.mark.parametrize("model", names("model"))
-def test_every_model_config_runs(model, tmp_path):
-    data = DATA_FOR_MODEL.get(model, "mnist_bundled")
+def test_every_model_config_has_a_data_config_here():
+    assert set(names("model")) == set(DATA_FOR_MODEL) | set(BN_MODELS)
+
+
+MODEL_RUNS = [(m, None) for m in sorted(DATA_FOR_MODEL)] + [(m, bn) for m in BN_MODELS for bn in (True, False)]
+
+
+@pytest.mark.parametrize(("model", "batch_norm"), MODEL_RUNS)
+def test_every_model_config_runs_with_and_without_bn(model, batch_norm, tmp_path, data_root, cifar_files_accepted):
+    data = DATA_FOR_MODEL.get(model, "cifar10")
     extra = ["model.width=0.125"] if model == "alexnet" else []
-    results = run_fast([f"model={model}", f"data={data}", *extra], tmp_path)
+    if batch_norm is not None:
+        extra.append(f"model.batch_norm={batch_norm}")
+    results = run_fast([f"model={model}", f"data={data}", "data.batch_size=8", *extra], tmp_path, data_root)
     assert results["num_params"] > 0
 
 
 @pytest.mark.parametrize("data", names("data"))
-def test_every_data_config_runs(data, tmp_path, mnist_dir):
-    run_fast([f"data={data}", "model=mlp"], tmp_path, data_dir=mnist_dir)
+def test_every_data_config_runs(data, tmp_path, data_root, cifar_files_accepted):
+    run_fast([f"data={data}", "model=mlp"], tmp_path, data_dir=data_root)
 
 
 @pytest.mark.parametrize("experiment", names("experiment"))
-def test_every_experiment_config_runs(experiment, tmp_path, mnist_dir):
-    run_fast([f"experiment={experiment}"], tmp_path, data_dir=mnist_dir)
+def test_every_experiment_config_runs(experiment, tmp_path, data_root, cifar_files_accepted):
+    run_fast([f"experiment={experiment}"], tmp_path, data_dir=data_root)
 
 
 def test_memorize_is_the_seeds_setup(tmp_path):

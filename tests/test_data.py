@@ -4,13 +4,15 @@ import torch
 
 from dlfoundations.data import (
     BundledMNISTDataModule,
+    CIFAR10DataModule,
     MNIST1DDataModule,
     MNISTDataModule,
     TensorBatchLoader,
 )
+from dlfoundations.data.augment import random_crop_flip
 from dlfoundations.data.corruption import corrupt_inputs, corrupt_labels
 from dlfoundations.errors import UserError
-from helpers import write_mnist
+from helpers import write_cifar10, write_mnist
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.2, 0.5, 1.0])
@@ -147,3 +149,43 @@ def test_mnist1d_default_is_the_standard_split():
     state = np.random.get_state()[1][:5].copy()
     MNIST1DDataModule(train_size=100, test_size=100).setup()
     assert np.array_equal(state, np.random.get_state()[1][:5])  # global RNG left alone
+
+
+def test_cifar10_goes_through_torchvisions_class_on_pickled_batches(tmp_path, cifar_files_accepted):
+    arrays = write_cifar10(tmp_path, per_batch=12, n_test=7)
+    dm = CIFAR10DataModule(data_dir=str(tmp_path), download=False, val_size=10, normalize=False,
+                           input_shape=[3, 32, 32], label_noise=0.5, label_noise_kind="incorrect")
+    dm.prepare_data()
+    dm.setup()
+    s = dm.splits
+    assert s.x_train.shape == (50, 3, 32, 32) and s.x_val.shape == (10, 3, 32, 32) and len(s.y_test) == 7
+    first = torch.from_numpy(arrays["data_batch_1"][0]).float().view(3, 32, 32) / 255
+    assert torch.equal(s.x_train[0], first)  # CHW, the first image of data_batch_1
+    assert int(dm.noise_mask.sum()) == 25 and bool((s.y_train != dm.y_train_clean)[dm.noise_mask].all())
+
+
+def test_cifar10_missing_or_corrupt_says_where_the_files_go(tmp_path, cifar_files_accepted):
+    with pytest.raises(UserError) as err:
+        CIFAR10DataModule(data_dir=str(tmp_path), download=False).prepare_data()
+    assert str(tmp_path / "cifar-10-batches-py") in str(err.value) and "data_batch_1" in str(err.value)
+    write_cifar10(tmp_path, per_batch=4, n_test=4)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x80\x02}q\x00(X")
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        CIFAR10DataModule(data_dir=str(tmp_path), download=False).setup()
+
+
+def test_batch_augmentation_crops_and_flips():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8).repeat(50, 1, 1, 1)
+    out = random_crop_flip(x, padding=2, flip=True, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2,) * 4)
+    flipped = 0
+    for i in range(len(x)):  # every output is some 8x8 window of the padded image, maybe mirrored
+        windows = [padded[i, :, a : a + 8, b : b + 8] for a in range(5) for b in range(5)]
+        plain = any(torch.equal(out[i], w) for w in windows)
+        mirrored = any(torch.equal(out[i].flip(2), w) for w in windows)
+        assert plain or mirrored
+        flipped += mirrored and not plain
+    assert 25 <= flipped <= 75  # about half of 100 images are mirrored
+    again = random_crop_flip(x, padding=2, flip=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # a function of the generator's seed

