@@ -131,3 +131,18 @@ def test_fully_convolutional_twin_equals_sliding_the_linear_net(batch_norm):
 def test_stmnet_in_path_form_and_mlp_on_cifar_shapes():
     assert STMNet(grouped=False, width=16, cardinality=4)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert MLP(in_features=3 * 32 * 32, width=8)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_stmnet_is_trainable():
+    torch.manual_seed(0)
+    net = STMNet(width=16, cardinality=8, num_blocks=2)
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(50):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0], f"loss {losses[0]:.3f} -> {losses[-1]:.3f} should drop 5x in 50 steps"
