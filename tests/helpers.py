@@ -10,9 +10,22 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from dlfoundations.config import register_resolvers
+from dlfoundations.models import CNN, LNiN, VGG, PreActResNet18, ResNet18, SmallNet, STMNet
 
 register_resolvers()
 REPO = Path(__file__).resolve().parents[1]
+
+# Every model family with BN, scaled down for CPU tests: family -> build(batch_norm).
+BN_FAMILIES = {
+    "smallnet": lambda bn: SmallNet(batch_norm=bn),
+    "vgg16": lambda bn: VGG(batch_norm=bn, width=0.25),
+    "resnet18": lambda bn: ResNet18(batch_norm=bn, width=8),
+    "resnet18-imagenet": lambda bn: ResNet18(batch_norm=bn, width=8, stem="imagenet"),
+    "resnet18k": lambda bn: PreActResNet18(batch_norm=bn, width=4),
+    "cnn": lambda bn: CNN(batch_norm=bn, width=4),
+    "stm": lambda bn: STMNet(batch_norm=bn, width=16, cardinality=4),
+    "nin": lambda bn: LNiN(batch_norm=bn, width=4, hidden=8),
+}
 
 
 def make_cfg(overrides: list[str], out_dir: Path, data_dir: Path | None = None) -> DictConfig:

@@ -5,6 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
+from helpers import BN_FAMILIES
 from dlfoundations.models import (
     CNN, LNiN, MLP, BottleneckBlock, GroupedSTMBlock, MNISTAlexNet, PreActResNet18, ResNet18,
     SmallNet, STMBlock, STMNet, VGG, count_parameters, stm_paths_to_grouped, to_fully_convolutional,
@@ -52,16 +53,6 @@ def test_torchvision_equivalence(ours, theirs, size):
     assert (net(x) - reference(x)).abs().max().item() <= 1e-5
 
 
-BN_FAMILIES = {
-    "smallnet": lambda bn: SmallNet(batch_norm=bn),
-    "vgg16": lambda bn: VGG(batch_norm=bn, width=0.25),
-    "resnet18": lambda bn: ResNet18(batch_norm=bn, width=8),
-    "resnet18-imagenet": lambda bn: ResNet18(batch_norm=bn, width=8, stem="imagenet"),
-    "resnet18k": lambda bn: PreActResNet18(batch_norm=bn, width=4),
-    "cnn": lambda bn: CNN(batch_norm=bn, width=4),
-    "stm": lambda bn: STMNet(batch_norm=bn, width=16, cardinality=4),
-    "nin": lambda bn: LNiN(batch_norm=bn, width=4, hidden=8),
-}
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 

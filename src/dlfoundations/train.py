@@ -30,6 +30,8 @@ register_resolvers()
 # The run dir already holds config.yaml when the CSV logger starts; its warning about a non-empty
 # dir is expected here (it only ever replaces its own metrics.csv).
 warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+# data.eval_sets=[] means no per-epoch evaluation on purpose.
+warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
 # Lightning's own use of a deprecated torch API; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # Lightning advertises its cloud products at every Trainer start; that is noise in a research log.
@@ -61,6 +63,27 @@ def _instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
 
 
 @rank_zero_only
+def load_weights(net: torch.nn.Module, path: str) -> None:
+    """Load ``path`` (a state dict of ``net``, or a Lightning checkpoint of the task) into ``net``."""
+    if not Path(path).is_file():
+        raise UserError(f"weights={path} is not a file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"weights={path} is not a readable weights-only torch file ({err})".splitlines()[0]) from err
+    if "state_dict" in state:  # a Lightning checkpoint: the net's keys are prefixed with "net."
+        state = {k.removeprefix("net."): v for k, v in state["state_dict"].items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise UserError(
+            f"weights={path} does not fit the configured model {type(net).__name__} "
+            f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}); "
+            "check model=... and its options (e.g. model.batch_norm, model.width)"
+        ) from err
+
+
+@rank_zero_only
 def _save_config(cfg: DictConfig, output_dir: Path) -> None:
     atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     buffer = io.StringIO()
@@ -76,6 +99,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     """Train and test as ``cfg`` says; write ``results.json`` into the run dir; return the results."""
     output_dir = Path(cfg.paths.output_dir)
     trainer_args = trainer_kwargs(cfg.trainer)  # fail on a missing GPU before any work is done
+    if cfg.data.get("eval_sets", None) == []:
+        trainer_args["limit_val_batches"] = 0  # nothing to evaluate per epoch: no validation loop
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:
         rich.console.Console().print(config_tree(cfg))
     _save_config(cfg, output_dir)
@@ -85,6 +110,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data, "data")
     net = instantiate(cfg.model, "model")
+    if cfg.get("weights"):
+        load_weights(net, cfg.weights)
     task = instantiate(cfg.task, "task", net=net)
     if cfg.data.get("input_shape"):
         # Lets the model summary show per-layer input/output sizes and FLOPs.
@@ -97,7 +124,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(hparams)
 
     start = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if cfg.get("train", True):
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = _as_floats(trainer.callback_metrics)
     fit_seconds = time.perf_counter() - start
     if cfg.get("test", True):
@@ -120,7 +148,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     if name and name not in metrics:
         log.warning("optimized_metric=%s was not logged; logged metrics: %s", name, sorted(metrics))
     if trainer.is_global_zero:
-        summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
         log.info("%d epochs in %.1f s: %s", trainer.current_epoch, fit_seconds, summary)
         log.info("run dir: %s", output_dir)
     return results

@@ -63,8 +63,7 @@ class GroupedSTMBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.expand(self.relu(self.transform(self.relu(self.reduce(x))))))
-        n, _, h, w = out.shape
-        return out.view(n, self.cardinality, self.channels, h, w).sum(1)
+        return out.unflatten(1, (self.cardinality, self.channels)).sum(1)
 
 
 @torch.no_grad()
