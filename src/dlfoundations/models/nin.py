@@ -45,10 +45,12 @@ class LNiN(nn.Module):
         if width < 1 or hidden < 1:
             raise ValueError(f"model.width and model.hidden must be >= 1, got {width}, {hidden}")
         self.input_size, self.side = input_size, _feature_side(input_size)
-        c2 = 2 * width
-        self.features = _trunk(in_channels, width, c2, batch_norm)
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(c2 * self.side * self.side, hidden), nn.ReLU(),
+        self.features = _trunk(in_channels, width, 2 * width, batch_norm)
+        self.classifier = self._head(2 * width, hidden, num_classes)
+
+    def _head(self, channels: int, hidden: int, num_classes: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(channels * self.side * self.side, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes),
         )
 
@@ -56,28 +58,14 @@ class LNiN(nn.Module):
         return self.classifier(self.features(x))
 
 
-class FullyConvLNiN(nn.Module):
+class FullyConvLNiN(LNiN):
     """The same network with the classifier as convolutions: outputs a map of class scores."""
 
-    def __init__(
-        self,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        width: int = 192,
-        hidden: int = 1024,
-        batch_norm: bool = False,
-        input_size: int = 32,
-    ) -> None:
-        super().__init__()
-        side, c2 = _feature_side(input_size), 2 * width
-        self.features = _trunk(in_channels, width, c2, batch_norm)
-        self.classifier = nn.Sequential(
-            nn.Conv2d(c2, hidden, side), nn.ReLU(),
+    def _head(self, channels: int, hidden: int, num_classes: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(channels, hidden, self.side), nn.ReLU(),
             nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, num_classes, 1),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
 
 @torch.no_grad()
