@@ -1,6 +1,7 @@
 """Every config in conf/model, conf/data and conf/experiment composes and runs (fast_dev_run)."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from helpers import REPO, make_cfg
 
 CONF = REPO / "conf"
 # The data config each model runs on (its input shape); CIFAR-10 comes from files the tests write.
-DATA_FOR_MODEL = {"alexnet": "mnist_bundled", "mlp": "mnist1d"}
+DATA_FOR_MODEL = {"alexnet": "mnist_bundled", "mlp": "mnist1d", "random_features": "linear_regression"}
+# Models that need a task other than classification.
+TASK_FOR_MODEL = {"random_features": ["task=ridge", "optimized_metric=test/err_tuned", "data.batch_size=300"]}
 BN_MODELS = ["cnn", "nin", "resnet18", "resnet18k", "smallnet", "stm", "vgg16"]
 
 
@@ -23,8 +26,10 @@ def run_fast(overrides: list[str], tmp_path: Path, data_dir: Path | None = None)
     results = main(cfg)
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
-    assert 0.0 <= results["metrics"]["test/acc"] <= 1.0
-    assert results["global_step"] == 1  # fast_dev_run: exactly one optimizer step
+    assert math.isfinite(results["optimized_value"]), f"{results['optimized_metric']} was not logged"
+    if cfg.task._target_.endswith("ClassificationModule"):
+        assert 0.0 <= results["metrics"]["test/acc"] <= 1.0
+        assert results["global_step"] == 1  # fast_dev_run: exactly one optimizer step
     return results
 
 
@@ -46,7 +51,7 @@ MODEL_RUNS = [(m, None) for m in sorted(DATA_FOR_MODEL)] + [(m, bn) for m in BN_
 @pytest.mark.parametrize(("model", "batch_norm"), MODEL_RUNS)
 def test_every_model_config_runs_with_and_without_bn(model, batch_norm, tmp_path, data_root, cifar_files_accepted):
     data = DATA_FOR_MODEL.get(model, "cifar10")
-    extra = ["model.width=0.125"] if model == "alexnet" else []
+    extra = ["model.width=0.125"] if model == "alexnet" else TASK_FOR_MODEL.get(model, [])
     if batch_norm is not None:
         extra.append(f"model.batch_norm={batch_norm}")
     results = run_fast([f"model={model}", f"data={data}", "data.batch_size=8", *extra], tmp_path, data_root)
@@ -55,7 +60,8 @@ def test_every_model_config_runs_with_and_without_bn(model, batch_norm, tmp_path
 
 @pytest.mark.parametrize("data", names("data"))
 def test_every_data_config_runs(data, tmp_path, data_root, cifar_files_accepted):
-    run_fast([f"data={data}", "model=mlp"], tmp_path, data_dir=data_root)
+    model = "random_features" if data == "linear_regression" else "mlp"
+    run_fast([f"data={data}", f"model={model}", *TASK_FOR_MODEL.get(model, [])], tmp_path, data_dir=data_root)
 
 
 @pytest.mark.parametrize("experiment", names("experiment"))

@@ -44,6 +44,8 @@ class FoldBatchNorm(L.Callback):
     def _batches(self, trainer: L.Trainer, device: torch.device) -> list[torch.Tensor]:
         dm = trainer.datamodule
         loader = dm.test_dataloader() if dm is not None else trainer.test_dataloaders
+        if isinstance(loader, (list, tuple)):
+            loader = loader[0]
         if loader is None:
             raise UserError("the fold_bn callback needs a datamodule with a test set to check on")
         batches = []

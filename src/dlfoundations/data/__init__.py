@@ -6,11 +6,13 @@ from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.data.mnist import MNISTDataModule
 from dlfoundations.data.mnist1d import MNIST1DDataModule
 from dlfoundations.data.mnist_bundled import BundledMNISTDataModule
+from dlfoundations.data.synthetic import LinearRegressionDataModule
 
 __all__ = [
     "BundledMNISTDataModule",
     "CIFAR10DataModule",
     "InMemoryDataModule",
+    "LinearRegressionDataModule",
     "MNIST1DDataModule",
     "MNISTDataModule",
     "Splits",

@@ -4,7 +4,8 @@ Subclasses only say how to load the raw splits (``load_splits``). This class app
 noise and input corruption once (fixed for the whole run, drawn from ``seed``), and serves
 batches with :class:`TensorBatchLoader`.
 
-Evaluation sets run in the validation loop every epoch, each logged under its own prefix:
+Evaluation sets run in the validation loop every epoch (``eval_sets``) or once in the test loop
+after fit (``test_sets``, default just ``test``), each logged under its own prefix:
 ``val`` (held-out data), ``train_eval`` (the training inputs with the training labels, noisy
 or not, in eval mode: the "train accuracy" of the papers) and ``train_clean`` (the training
 inputs with their original labels).
@@ -26,6 +27,7 @@ from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.errors import UserError
 
 EVAL_SETS = ("val", "train_eval", "train_clean")
+TEST_SETS = ("test", *EVAL_SETS)
 # Offsets keep the label-noise, input-corruption and shuffling streams independent of each other.
 _LABEL_NOISE_STREAM, _INPUT_STREAM = 1, 2
 
@@ -68,6 +70,7 @@ class InMemoryDataModule(L.LightningDataModule):
         label_noise_kind: str = "uniform",
         input_corruption: str | None = None,
         eval_sets: list[str] | tuple[str, ...] = ("train_eval",),
+        test_sets: list[str] | tuple[str, ...] = ("test",),
         on_device: bool = True,
         seed: int = 0,
     ) -> None:
@@ -86,6 +89,9 @@ class InMemoryDataModule(L.LightningDataModule):
         unknown = [s for s in eval_sets if s not in EVAL_SETS]
         if unknown:
             raise UserError(f"data.eval_sets has unknown entries {unknown}; use some of {EVAL_SETS}")
+        unknown = [s for s in test_sets if s not in TEST_SETS]
+        if unknown or not test_sets:
+            raise UserError(f"data.test_sets has unknown entries {unknown}; use some of {TEST_SETS}")
         if batch_size < 1 or eval_batch_size < 1:
             raise UserError("data.batch_size and data.eval_batch_size must be >= 1")
         self.num_classes = num_classes
@@ -93,7 +99,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.label_noise, self.label_noise_kind = label_noise, label_noise_kind
         self.input_corruption = input_corruption
-        self.eval_sets = list(eval_sets)
+        self.eval_sets, self.test_sets = list(eval_sets), list(test_sets)
         self.on_device = on_device
         self.seed = seed
         self.splits: Splits | None = None
@@ -158,18 +164,23 @@ class InMemoryDataModule(L.LightningDataModule):
         s = self._require_setup()
         return self._loader(s.x_train, s.y_train, train=True)
 
-    def val_dataloader(self) -> list[TensorBatchLoader]:
+    def _eval_loaders(self, names: list[str]) -> list[TensorBatchLoader]:
         s = self._require_setup()
         sources = {
             "val": (s.x_val, s.y_val),
+            "test": (s.x_test, s.y_test),
             "train_eval": (s.x_train, s.y_train),
             "train_clean": (s.x_train, self.y_train_clean),
         }
-        return [self._loader(*sources[name], train=False) for name in self.eval_sets]
+        return [self._loader(*sources[name], train=False) for name in names]
 
-    def test_dataloader(self) -> TensorBatchLoader:
-        s = self._require_setup()
-        return self._loader(s.x_test, s.y_test, train=False)
+    def val_dataloader(self) -> list[TensorBatchLoader]:
+        return self._eval_loaders(self.eval_sets)
+
+    def test_dataloader(self) -> TensorBatchLoader | list[TensorBatchLoader]:
+        """The test set, or (``test_sets``) several sets evaluated once after fit."""
+        loaders = self._eval_loaders(self.test_sets)
+        return loaders[0] if self.test_sets == ["test"] else loaders
 
     def _require_setup(self) -> Splits:
         if self.splits is None:

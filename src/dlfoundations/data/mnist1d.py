@@ -1,6 +1,9 @@
 """MNIST-1D (Greydanus 2020), generated locally with the ``mnist1d`` package: 40-d signals."""
 
+import hashlib
+import json
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -8,6 +11,7 @@ from mnist1d.data import get_dataset_args, make_dataset
 
 from dlfoundations.data.base import InMemoryDataModule, Splits
 from dlfoundations.errors import UserError
+from dlfoundations.io import atomic_write
 
 
 class MNIST1DDataModule(InMemoryDataModule):
@@ -20,6 +24,7 @@ class MNIST1DDataModule(InMemoryDataModule):
         val_size: int = 0,
         test_size: int = 1000,
         dataset_seed: int = 42,
+        cache_dir: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -30,11 +35,25 @@ class MNIST1DDataModule(InMemoryDataModule):
                 "(MNIST-1D draws the same number of samples per class), with train and test >= 1"
             )
         self.sizes, self.dataset_seed = (train_size, val_size, test_size), dataset_seed
+        self.cache_dir = Path(cache_dir) if cache_dir else None
 
-    def load_splits(self) -> Splits:
+    def _generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         a, b, c = self.sizes
         args = get_dataset_args()
         args.num_samples, args.train_split, args.seed = a + b + c, a / (a + b + c), self.dataset_seed
+        # Generating takes seconds (per-sample scipy work): cache the tensors, keyed by every
+        # generator setting, so sweeps of many short jobs generate once.
+        key = {k: v for k, v in vars(args).items() if k != "url"}
+        cache = None
+        if self.cache_dir is not None:
+            digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+            cache = self.cache_dir / "mnist1d" / f"{digest}.pt"
+            if cache.exists():
+                try:
+                    data = torch.load(cache, weights_only=True)
+                    return data["x"], data["y"]
+                except Exception:  # a damaged cache file is regenerated, never trusted
+                    pass
         # make_dataset reseeds the global RNGs; keep the run's own RNG state untouched.
         np_state, py_state = np.random.get_state(), random.getstate()
         try:
@@ -44,4 +63,11 @@ class MNIST1DDataModule(InMemoryDataModule):
             random.setstate(py_state)
         x = torch.from_numpy(np.concatenate([d["x"], d["x_test"]])).float()
         y = torch.from_numpy(np.concatenate([d["y"], d["y_test"]])).long()
+        if cache is not None:
+            atomic_write(cache, lambda tmp: torch.save({"x": x, "y": y, "args": json.dumps(key)}, tmp))
+        return x, y
+
+    def load_splits(self) -> Splits:
+        a, b, c = self.sizes
+        x, y = self._generate()
         return Splits(x[:a], y[:a], x[a : a + b], y[a : a + b], x[a + b :], y[a + b :])

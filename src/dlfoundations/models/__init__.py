@@ -10,6 +10,7 @@ from dlfoundations.models.alexnet import MNISTAlexNet
 from dlfoundations.models.cnn import CNN
 from dlfoundations.models.mlp import MLP
 from dlfoundations.models.nin import LNiN, FullyConvLNiN, to_fully_convolutional
+from dlfoundations.models.random_features import RandomFeatures
 from dlfoundations.models.resnet import PreActResNet18, ResNet18
 from dlfoundations.models.small_net import SmallNet
 from dlfoundations.models.stm import BottleneckBlock, GroupedSTMBlock, STMBlock, STMNet, stm_paths_to_grouped
@@ -17,7 +18,7 @@ from dlfoundations.models.vgg import VGG
 
 __all__ = [
     "BottleneckBlock", "CNN", "FullyConvLNiN", "GroupedSTMBlock", "LNiN", "MLP", "MNISTAlexNet",
-    "PreActResNet18", "ResNet18", "STMBlock", "STMNet", "SmallNet", "VGG", "count_parameters",
+    "PreActResNet18", "RandomFeatures", "ResNet18", "STMBlock", "STMNet", "SmallNet", "VGG", "count_parameters",
     "stm_paths_to_grouped", "to_fully_convolutional",
 ]
 

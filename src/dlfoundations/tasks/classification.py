@@ -18,8 +18,8 @@ class ClassificationModule(L.LightningModule):
 
     Metric names: ``train/loss``, ``train/acc`` (running averages over the epoch, in train mode),
     one ``<name>/loss``, ``<name>/acc`` pair per evaluation set of the validation loop (the
-    datamodule's ``eval_sets``: ``val``, ``train_eval``, ``train_clean``), and ``test/loss``,
-    ``test/acc``.
+    datamodule's ``eval_sets``: ``val``, ``train_eval``, ``train_clean``) and of the test loop
+    (``test_sets``, by default only ``test``).
     """
 
     def __init__(
@@ -29,6 +29,7 @@ class ClassificationModule(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         num_classes: int = 10,
         eval_sets: list[str] | tuple[str, ...] = ("val",),
+        test_sets: list[str] | tuple[str, ...] = ("test",),
     ) -> None:
         super().__init__()
         # The full resolved config goes to the loggers and config.yaml; the checkpoint keeps only
@@ -36,10 +37,10 @@ class ClassificationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.eval_sets = list(eval_sets)
-        stages = ["train", "test", *self.eval_sets]
+        self.eval_sets, self.test_sets = list(eval_sets), list(test_sets)
+        stages = list(dict.fromkeys(["train", *self.eval_sets, *self.test_sets]))
         # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the suffix.
-        self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro") for s in stages})
+        self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro", validate_args=False) for s in stages})
         self.mean_loss = nn.ModuleDict({f"{s}_": MeanMetric() for s in stages})
 
     def forward(self, x: Tensor) -> Tensor:
@@ -65,8 +66,8 @@ class ClassificationModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._step(batch, self.eval_sets[dataloader_idx])
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._step(batch, self.test_sets[dataloader_idx])
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

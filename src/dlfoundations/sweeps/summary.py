@@ -1,0 +1,122 @@
+"""Collect every job of a Hydra sweep dir into ``summary.csv`` and ``summary.png``.
+
+A job is a folder with ``.hydra/overrides.yaml``. It finished when it has ``results.json``
+(written atomically at its end); otherwise it failed (``failure.json`` says why) or is still
+running. Summaries are written for whatever finished, and name the rest.
+"""
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from dlfoundations.io import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Rows of finished jobs (overrides, num_params, metrics, ``*/err`` = 1 - ``*/acc``) and the
+    failed/unfinished jobs with their error, both sorted by job number."""
+    rows, failed = [], []
+    jobs = sorted((p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")),
+                  key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name))
+    for job in jobs:
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+        params = dict(o.split("=", 1) for o in overrides if "=" in o)
+        results = job / "results.json"
+        if results.exists():
+            data = json.loads(results.read_text())
+            metrics = dict(data.get("metrics", {}))
+            metrics.update({k[:-4] + "/err": 1.0 - v for k, v in data.get("metrics", {}).items() if k.endswith("/acc")})
+            rows.append({"job": job.name, **params, "num_params": data.get("num_params"), **metrics})
+        else:
+            failure = job / "failure.json"
+            error = json.loads(failure.read_text()).get("error", "?") if failure.exists() else \
+                "no results.json: the job crashed without a trace or is still running"
+            failed.append({"job": job.name, "overrides": " ".join(overrides), "error": error})
+    return rows, failed
+
+
+def _to_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | None = None,
+                  labels: list[str] | None = None, logx: bool = True, title: str | None = None,
+                  xlabel: str | None = None, ylabel: str | None = None, group_by: str | None = None) -> dict[str, Any]:
+    """Write ``summary.csv``, ``summary.png`` and ``failed.txt`` (if any job failed) into the sweep
+    dir; one curve per ``y`` metric (and per value of the ``group_by`` override, if given)."""
+    sweep_dir = Path(sweep_dir)
+    rows, failed = collect(sweep_dir)
+    y = list(y or ["test/err", "train_eval/err"])
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(sweep_dir / "summary.csv", buffer.getvalue())
+    if failed:
+        atomic_write_text(sweep_dir / "failed.txt", "".join(f"job {f['job']} ({f['overrides']}): {f['error']}\n" for f in failed))
+        for f in failed:
+            log.warning("sweep job %s (%s) failed: %s", f["job"], f["overrides"], f["error"])
+    if rows:
+        _plot(sweep_dir / "summary.png", rows, x, y, labels, logx, title or sweep_dir.name, xlabel, ylabel, group_by, failed)
+    return {"rows": rows, "failed": failed}
+
+
+def _plot(path, rows, x, y, labels, logx, title, xlabel, ylabel, group_by, failed) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({row.get(group_by) for row in rows}, key=str) if group_by else [None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for g in groups:
+        for i, metric in enumerate(y):
+            points = sorted((_to_float(r.get(x)), _to_float(r.get(metric))) for r in rows
+                            if (group_by is None or r.get(group_by) == g))
+            points = [(a, b) for a, b in points if a is not None and b is not None]
+            if not points:
+                continue
+            label = labels[i] if labels and i < len(labels) else metric
+            if group_by:
+                label = f"{label} ({group_by}={g})"
+            ax.plot(*zip(*points), marker="o", markersize=3, label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or ", ".join(y))
+    note = f" ({len(failed)} failed job(s) not shown)" if failed else ""
+    ax.set_title(title + note)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
+class SweepSummary(Callback):
+    """Hydra callback: at the end of a multirun, write the summary of its sweep dir."""
+
+    def __init__(self, x: str = "num_params", y: list[str] | None = None, labels: list[str] | None = None,
+                 logx: bool = True, title: str | None = None, xlabel: str | None = None,
+                 ylabel: str | None = None, group_by: str | None = None) -> None:
+        self.options = dict(x=x, y=list(y) if y else None, labels=list(labels) if labels else None, logx=logx,
+                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        summary = write_summary(sweep_dir, **self.options)
+        log.info("sweep summary: %d finished, %d failed -> %s", len(summary["rows"]), len(summary["failed"]),
+                 sweep_dir / "summary.png")
