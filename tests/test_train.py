@@ -102,16 +102,19 @@ def test_cli_gpu_error_has_no_traceback(tmp_path):
     assert len(lines) == 1 and "trainer=cpu" in lines[0]
 
 
-def test_cli_label_noise_multirun_writes_one_result_per_job(tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = run_cli(["-m", "experiment=memorize_cpu", "data.label_noise=0,0.2,1.0", "debug=fast",
-                    f"hydra.sweep.dir={sweep}"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert len(jobs) == 3
-    for job, noise in zip(jobs, (0.0, 0.2, 1.0)):
-        assert yaml.safe_load((job / "config.yaml").read_text())["data"]["label_noise"] == noise
-        assert "test/acc" in json.loads((job / "results.json").read_text())["metrics"]
+def test_cli_label_noise_multirun_contains_a_failing_job(tmp_path):
+    # No explicit log or sweep dir: the sweep dir resolves from the launch dir, before any job runs.
+    proc = run_cli(["-m", "experiment=memorize_cpu", "data.label_noise=0,0.2,1.5", "debug=fast"], tmp_path)
+    assert proc.returncode == 1
+    assert "error: 1 of 3 sweep jobs failed" in proc.stderr and "Traceback" not in proc.stderr
+    (sweep,) = (tmp_path / "logs" / "memorize_cpu" / "multiruns").iterdir()
+    for job, noise in zip(("0", "1"), (0.0, 0.2)):
+        assert yaml.safe_load((sweep / job / "config.yaml").read_text())["data"]["label_noise"] == noise
+        assert "test/acc" in json.loads((sweep / job / "results.json").read_text())["metrics"]
+    failure = json.loads((sweep / "2" / "failure.json").read_text())
+    assert "label_noise=1.5" in failure["error"] and not (sweep / "2" / "results.json").exists()
+    assert len((sweep / "summary.csv").read_text().splitlines()) == 3  # header + the two that finished
+    assert "job 2" in (sweep / "failed.txt").read_text()
 
 
 def test_cli_run_dirs_are_unique_and_loggers_write(tmp_path):

@@ -1,9 +1,11 @@
 """Config helpers: OmegaConf resolvers, the ``trainer.gpus`` shim, the rich config tree."""
 
+import logging
 import math
 import netrc
 import os
 import secrets
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,14 +39,25 @@ def _sweep_group() -> str | None:
     return os.path.basename(os.path.normpath(HydraConfig.get().sweep.dir))
 
 
+def _local_jobs(jobs_per_gpu: int, cpu_jobs: int | None) -> int:
+    from dlfoundations.sweeps.devices import local_jobs
+
+    return local_jobs(int(jobs_per_gpu), int(cpu_jobs) if cpu_jobs not in (None, "None") else None)
+
+
 def register_resolvers() -> None:
-    """Resolvers used by conf/: ``dlf.uid`` (a short random id, fixed once per config),
-    ``dlf.numel`` (product of a shape), ``dlf.wandb_offline``, ``dlf.sweep_group``."""
+    """Resolvers used by conf/: ``dlf.uid`` (a short random id, fixed once per config), ``dlf.cwd``,
+    ``dlf.numel`` (product of a shape), ``dlf.wandb_offline``, ``dlf.sweep_group``,
+    ``dlf.local_jobs`` (parallel jobs of the local launcher)."""
     resolvers = {
         "dlf.uid": (lambda: secrets.token_hex(3), True),
+        # The launch dir; unlike ${hydra:runtime.cwd} it also resolves before Hydra's job config
+        # exists (the sweep dir of a multirun is resolved that early).
+        "dlf.cwd": (os.getcwd, True),
         "dlf.numel": (lambda shape: math.prod(shape), False),
         "dlf.wandb_offline": (_wandb_offline, True),
         "dlf.sweep_group": (_sweep_group, False),
+        "dlf.local_jobs": (_local_jobs, False),
     }
     for name, (fn, cache) in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -93,3 +106,60 @@ def config_tree(cfg: DictConfig) -> "rich.tree.Tree":  # noqa: F821
         text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else repr(value)
         branch.add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
     return tree
+
+
+def quiet_known_noise() -> None:
+    """Silence warnings and log lines that are expected in this project and need no action."""
+    for message in (
+        # The run dir already holds config.yaml when the CSV logger starts (it only ever replaces
+        # its own metrics.csv).
+        r"Experiment logs directory .* exists and is not empty",
+        r"Total length of `list` across ranks is zero",  # data.eval_sets=[]: no per-epoch evaluation
+        r".*configure_optimizers` returned `None`",  # the closed-form ridge task has no optimizer
+        r".*isinstance\(treespec, LeafSpec\)",  # Lightning's use of a deprecated torch API
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    # Lightning advertises its cloud products at every Trainer start.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB}")
+    )
+
+
+# (key, type, lower bound, lower bound inclusive, upper bound) for values users set on the command
+# line: checked once, before anything is built.
+_RULES: list[tuple[str, type | tuple[type, ...], float | None, bool, float | None]] = [
+    ("seed", int, 0, True, None),
+    ("data.batch_size", int, 1, True, None),
+    ("data.eval_batch_size", int, 1, True, None),
+    ("data.label_noise", (int, float), 0, True, 1),
+    ("data.train_size", int, 1, True, None),
+    ("data.val_size", int, 0, True, None),
+    ("data.test_size", int, 1, True, None),
+    ("data.subset_size", int, 1, True, None),
+    ("model.width", (int, float), 0, False, None),
+    ("model.depth", int, 0, True, None),
+    ("model.hidden", int, 1, True, None),
+    ("optimizer.lr", (int, float), 0, False, None),
+    ("optimizer.weight_decay", (int, float), 0, True, None),
+    ("optimizer.momentum", (int, float), 0, True, 1),
+    ("trainer.max_epochs", int, -1, True, None),
+]
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise one :class:`UserError` for the first value of the wrong type or out of range, and for
+    values the config leaves unset (``???``)."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"{missing[0]} has no value; set it on the command line, e.g. {missing[0]}=...")
+    for key, kind, low, inclusive, high in _RULES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            names = " or ".join("integer" if k is int else "number" for k in kinds)
+            raise UserError(f"{key}={value!r} must be {'an' if names[0] == 'i' else 'a'} {names}")
+        if low is not None and (value < low if inclusive else value <= low) or high is not None and value > high:
+            bounds = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high is not None else "")
+            raise UserError(f"{key}={value} is out of range; use a value {bounds}")

@@ -5,10 +5,11 @@
 """
 
 import io
+import json
 import logging
 import sys
 import time
-import warnings
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +17,22 @@ import hydra
 import lightning as L
 import rich.console
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from dlfoundations.config import config_tree, register_resolvers, trainer_kwargs
+from dlfoundations.checkpoints import AtomicCheckpointIO, check_checkpoint, load_weights, resolve_ckpt_path
+from dlfoundations.config import config_tree, quiet_known_noise, register_resolvers, trainer_kwargs, validate
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
+from dlfoundations.sweeps.devices import sweep_job_device
 
 log = logging.getLogger(__name__)
 register_resolvers()
-# The run dir already holds config.yaml when the CSV logger starts; its warning about a non-empty
-# dir is expected here (it only ever replaces its own metrics.csv).
-warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
-# data.eval_sets=[] means no per-epoch evaluation on purpose.
-warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
-# The closed-form ridge task has no optimizer on purpose.
-warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`")
-# Lightning's own use of a deprecated torch API; nothing a user can act on.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-# Lightning advertises its cloud products at every Trainer start; that is noise in a research log.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-    lambda record: not str(record.msg).startswith("💡")
-)
+quiet_known_noise()
 
 
 def instantiate(node: DictConfig, where: str, **kwargs: Any) -> Any:
@@ -65,27 +58,6 @@ def _instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
 
 
 @rank_zero_only
-def load_weights(net: torch.nn.Module, path: str) -> None:
-    """Load ``path`` (a state dict of ``net``, or a Lightning checkpoint of the task) into ``net``."""
-    if not Path(path).is_file():
-        raise UserError(f"weights={path} is not a file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"weights={path} is not a readable weights-only torch file ({err})".splitlines()[0]) from err
-    if "state_dict" in state:  # a Lightning checkpoint: the net's keys are prefixed with "net."
-        state = {k.removeprefix("net."): v for k, v in state["state_dict"].items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise UserError(
-            f"weights={path} does not fit the configured model {type(net).__name__} "
-            f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}); "
-            "check model=... and its options (e.g. model.batch_norm, model.width)"
-        ) from err
-
-
-@rank_zero_only
 def _save_config(cfg: DictConfig, output_dir: Path) -> None:
     atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     buffer = io.StringIO()
@@ -99,8 +71,15 @@ def _as_floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Train and test as ``cfg`` says; write ``results.json`` into the run dir; return the results."""
+    validate(cfg)  # wrong types and out-of-range values: one line, before any work is done
+    trainer_args = trainer_kwargs(cfg.trainer)  # likewise a GPU asked for where there is none
+    pool = cfg.get("device_pool") or {}
+    with sweep_job_device(trainer_args, pool.get("jobs_per_gpu", 1), pool.get("cpu_threads", 1)):
+        return _train(cfg, trainer_args)
+
+
+def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
-    trainer_args = trainer_kwargs(cfg.trainer)  # fail on a missing GPU before any work is done
     if cfg.data.get("eval_sets", None) == []:
         trainer_args["limit_val_batches"] = 0  # nothing to evaluate per epoch: no validation loop
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:
@@ -120,14 +99,17 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         task.example_input_array = torch.zeros(2, *cfg.data.input_shape)
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = _instantiate_group(cfg.get("logger"), "logger")
-    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name)
+    if ckpt_path:
+        check_checkpoint(ckpt_path, task)
+    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     hparams = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
 
     start = time.perf_counter()
     if cfg.get("train", True):
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = _as_floats(trainer.callback_metrics)
     fit_seconds = time.perf_counter() - start
     if cfg.get("test", True):
@@ -140,6 +122,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         "optimized_metric": name,
         "optimized_value": metrics.get(name) if name else None,
         "num_params": count_parameters(net),
+        "width": cfg.model.get("width"),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "fit_seconds": round(fit_seconds, 3),
@@ -156,14 +139,44 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
+def record_failure(output_dir: Path, err: BaseException) -> None:
+    """``failure.json`` in the run dir: what went wrong, for the sweep summary and for humans."""
+    try:
+        atomic_write_json(output_dir / "failure.json", {
+            "error": f"{type(err).__name__}: {err}".splitlines()[0],
+            "traceback": "".join(traceback.format_exception(err)),
+        })
+    except OSError:
+        log.exception("could not write failure.json")
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path="pkg://dlfoundations.conf", config_name="train")
 def cli(cfg: DictConfig) -> float | None:
-    """Command-line entry; returns the optimized metric for Hydra sweepers."""
+    """Command-line entry; returns the optimized metric for Hydra sweepers.
+
+    A failing job of a multirun records ``failure.json`` and returns None, so the other jobs and
+    the sweep summary still run; a single run prints user mistakes as one line and exits 2.
+    """
+    results = Path(cfg.paths.output_dir) / "results.json"
+    if cfg.get("skip_finished") and results.exists():
+        # Re-launching a sweep into its own sweep dir completes it: finished jobs are not rerun.
+        log.info("skip_finished: %s exists, not running this job again", results)
+        return json.loads(results.read_text()).get("optimized_value")
     try:
         return main(cfg)["optimized_value"]
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as err:
+        record_failure(Path(cfg.paths.output_dir), err)
+        if _in_multirun():
+            log.error("job failed: %s", f"{type(err).__name__}: {err}".splitlines()[0])
+            return None
+        if isinstance(err, UserError):
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

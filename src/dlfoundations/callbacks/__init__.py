@@ -2,5 +2,6 @@
 
 from dlfoundations.callbacks.curves import TrainingCurves
 from dlfoundations.callbacks.fold_bn import FoldBatchNorm
+from dlfoundations.callbacks.rng_state import RNGState
 
-__all__ = ["FoldBatchNorm", "TrainingCurves"]
+__all__ = ["FoldBatchNorm", "RNGState", "TrainingCurves"]

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,23 @@ def _plot(path, rows, x, y, labels, logx, title, xlabel, ylabel, group_by, faile
     plt.close(fig)
 
 
+def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: str) -> None:
+    """Log the summary table and plot as one W&B run in the sweep's group (offline without a key)."""
+    import wandb
+
+    from dlfoundations.config import _wandb_offline
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    run = wandb.init(project=project, group=sweep_dir.name, job_type="sweep_summary", name=f"{sweep_dir.name}-summary",
+                     dir=str(sweep_dir), mode="offline" if _wandb_offline() else "online", reinit=True)
+    table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
+    payload: dict[str, Any] = {"sweep_summary": table}
+    if (sweep_dir / "summary.png").exists():
+        payload["sweep_summary_plot"] = wandb.Image(str(sweep_dir / "summary.png"))
+    run.log(payload)
+    run.finish()
+
+
 class SweepSummary(Callback):
     """Hydra callback: at the end of a multirun, write the summary of its sweep dir."""
 
@@ -118,5 +136,12 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = write_summary(sweep_dir, **self.options)
+        wandb_cfg = (config.get("logger") or {}).get("wandb")
+        if wandb_cfg and summary["rows"]:
+            log_summary_to_wandb(sweep_dir, summary["rows"], project=wandb_cfg.get("project", "dlfoundations"))
         log.info("sweep summary: %d finished, %d failed -> %s", len(summary["rows"]), len(summary["failed"]),
                  sweep_dir / "summary.png")
+        if summary["failed"]:
+            total = len(summary["rows"]) + len(summary["failed"])
+            sys.exit(f"error: {len(summary['failed'])} of {total} sweep jobs failed (see {sweep_dir / 'failed.txt'}); "
+                     f"the others are in {sweep_dir / 'summary.csv'}")

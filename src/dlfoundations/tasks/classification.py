@@ -9,6 +9,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from dlfoundations.errors import UserError
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
@@ -30,6 +32,7 @@ class ClassificationModule(L.LightningModule):
         num_classes: int = 10,
         eval_sets: list[str] | tuple[str, ...] = ("val",),
         test_sets: list[str] | tuple[str, ...] = ("test",),
+        scheduler_interval: str = "epoch",
     ) -> None:
         super().__init__()
         # The full resolved config goes to the loggers and config.yaml; the checkpoint keeps only
@@ -37,6 +40,9 @@ class ClassificationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"task.scheduler_interval must be epoch or step, got {scheduler_interval!r}")
+        self.scheduler_interval = scheduler_interval
         self.eval_sets, self.test_sets = list(eval_sets), list(test_sets)
         stages = list(dict.fromkeys(["train", *self.eval_sets, *self.test_sets]))
         # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the suffix.
@@ -61,7 +67,31 @@ class ClassificationModule(L.LightningModule):
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        # Remember the first non-finite loss on the device (no host sync per step); checked per epoch.
+        bad = ~torch.isfinite(loss.detach()) & (self._first_bad_step < 0)
+        self._first_bad_step = torch.where(bad, self.global_step, self._first_bad_step)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._first_bad_step = torch.tensor(-1, device=self.device)
+
+    def on_validation_start(self) -> None:
+        # In-fit validation runs before checkpoints are saved: stop before a diverged model is.
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self._raise_if_diverged()
+
+    def on_train_epoch_end(self) -> None:
+        self._raise_if_diverged()
+
+    def _raise_if_diverged(self) -> None:
+        step = int(getattr(self, "_first_bad_step", -1))
+        if step >= 0:
+            raise UserError(
+                f"training diverged: the loss became NaN/inf at epoch {self.current_epoch}, step {step}; "
+                "lower optimizer.lr (or clip gradients with trainer.gradient_clip_val=1.0). "
+                "Everything written so far is in the run dir"
+            )
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._step(batch, self.eval_sets[dataloader_idx])
@@ -74,4 +104,4 @@ class ClassificationModule(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

@@ -1,0 +1,87 @@
+"""One GPU per sweep job on one machine: a pool of lock files, one per (GPU, slot).
+
+Jobs of a local parallel sweep (``hydra/launcher=local``) run in worker processes that may be
+reused. Each job takes the first free slot, GPU-major (all GPUs' first slot before any second
+slot), holds its lock for the job's lifetime and trains on ``devices=[gpu]``. The OS drops the
+lock when the process dies, so a crashed job never leaks its GPU. ``jobs_per_gpu`` > 1 packs jobs.
+"""
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def slot_order(num_devices: int, jobs_per_device: int) -> list[tuple[int, int]]:
+    """(device, slot) in the order jobs take them: spread over devices first, then pack."""
+    return [(d, s) for s in range(jobs_per_device) for d in range(num_devices)]
+
+
+@contextlib.contextmanager
+def device_slot(lock_dir: str | Path, num_devices: int, jobs_per_device: int = 1,
+                poll_seconds: float = 0.2, timeout_seconds: float | None = None) -> Iterator[int]:
+    """Hold a free (device, slot) lock for the ``with`` body and yield the device index."""
+    if num_devices < 1 or jobs_per_device < 1:
+        raise ValueError("need at least one device and one job per device")
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    while True:
+        for device, slot in slot_order(num_devices, jobs_per_device):
+            fd = os.open(lock_dir / f"device{device}.slot{slot}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()}\n".encode())
+                yield device
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+            return
+        if timeout_seconds is not None and time.monotonic() - start > timeout_seconds:
+            raise TimeoutError(f"no free device slot in {lock_dir} after {timeout_seconds} s")
+        time.sleep(poll_seconds)
+
+
+def local_jobs(jobs_per_gpu: int, cpu_jobs: int | None) -> int:
+    """How many jobs a local sweep runs at once: GPUs x jobs_per_gpu, or ``cpu_jobs`` (default:
+    the number of cores) where there is no GPU."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus:
+        return gpus * jobs_per_gpu
+    return cpu_jobs or os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def sweep_job_device(trainer_args: dict, jobs_per_gpu: int = 1, cpu_threads: int = 1) -> Iterator[None]:
+    """In a job of the local parallel launcher, pin the job to a free GPU (``trainer_args`` get
+    ``accelerator="gpu", devices=[i]``) or, without GPUs, limit its torch threads. A no-op for
+    single runs and for other launchers (SLURM gives each job its own GPU already)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    import torch
+
+    if not HydraConfig.initialized():
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or "Joblib" not in str(hydra_cfg.launcher.get("_target_", "")):
+        yield
+        return
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not gpus:
+        torch.set_num_threads(cpu_threads)
+        yield
+        return
+    with device_slot(Path(hydra_cfg.sweep.dir) / ".device_locks", gpus, jobs_per_gpu) as gpu:
+        trainer_args.update(accelerator="gpu", devices=[gpu])
+        yield
