@@ -1,0 +1,165 @@
+"""Reliability: determinism, resume after SIGKILL, completing sweeps, clear errors, divergence."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlfoundations.checkpoints import check_checkpoint, load_weights
+from dlfoundations.config import validate
+from dlfoundations.errors import UserError
+from dlfoundations.models import MLP
+from dlfoundations.train import main
+from helpers import REPO, make_cfg
+
+MLP_RUN = ["experiment=memorize_cpu", "data.train_size=500", "data.val_size=100", "data.test_size=100",
+           "model.width=128", "callbacks.stop_when_memorized=null", "callbacks.progress_bar=null",
+           "callbacks.model_summary=null"]
+CNN_RUN = ["data=mnist_bundled", "data.train_size=300", "data.test_size=100", "model=alexnet", "model.width=0.0625",
+           "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+
+
+@pytest.mark.parametrize("run", [MLP_RUN + ["trainer.max_epochs=3"], CNN_RUN], ids=["mlp", "cnn"])
+def test_same_seed_gives_bit_identical_metrics(run, tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        main(make_cfg([*run, f"seed={seed}"], tmp_path / name))
+    a, b, c = ((tmp_path / n / "metrics.csv").read_bytes() for n in "abc")
+    assert a == b
+    assert a != c
+
+
+def cli(args, cwd, **kwargs):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.Popen([sys.executable, str(REPO / "src" / "train.py"), *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    # ~0.3 s per epoch, so that the kill lands mid-run.
+    run = [*MLP_RUN, "data.train_size=3000", "model.width=256", "trainer.max_epochs=12", "data.label_noise=0.5",
+           "print_config=false"]
+    reference = main(make_cfg(run, tmp_path / "reference"))["metrics"]
+
+    # A real crash: SIGKILL the training process once it has checkpointed epoch 3 or later.
+    logs = tmp_path / "logs"
+    proc = cli([*run, f"paths.log_dir={logs}"], tmp_path)
+    deadline, killed_at = time.monotonic() + 240, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        last = list(logs.glob("memorize_cpu/runs/*/checkpoints/last.ckpt"))
+        if last:
+            epoch = torch.load(last[0], weights_only=True, map_location="cpu")["epoch"]
+            if epoch >= 3:
+                proc.send_signal(signal.SIGKILL)
+                killed_at = epoch
+                break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert killed_at is not None and proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    (crashed,) = logs.glob("memorize_cpu/runs/*")
+    assert not (crashed / "results.json").exists() and (crashed / "metrics.csv").exists()
+
+    # The documented resume command: same config, ckpt_path=last.
+    resumed = main(_with_log_dir(make_cfg([*run, "ckpt_path=last"], tmp_path / "resumed"), logs))
+    assert killed_at < 11 and resumed["epochs"] == 12
+    assert "train/acc" in resumed["metrics"]  # it trained the remaining epochs
+    assert resumed["metrics"] == reference  # same data order, same noisy labels, same numbers
+
+
+def _with_log_dir(cfg, log_dir: Path):
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(log_dir)
+    return cfg
+
+
+def test_relaunching_a_sweep_with_skip_finished_completes_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "experiment=memorize_cpu", "data.label_noise=0,1.0", "debug=fast", f"hydra.sweep.dir={sweep}"]
+    first = cli(args, tmp_path)
+    first.wait(timeout=300)
+    assert first.returncode == 0, first.stderr.read()[-2000:]
+    finished = (sweep / "0" / "results.json").stat().st_mtime_ns
+    (sweep / "1" / "results.json").unlink()  # as if job 1 had crashed
+    second = cli([*args, "skip_finished=true"], tmp_path)
+    second.wait(timeout=300)
+    assert second.returncode == 0, second.stderr.read()[-2000:]
+    assert (sweep / "0" / "results.json").stat().st_mtime_ns == finished  # not run again
+    assert (sweep / "1" / "results.json").exists()  # run again
+    assert len((sweep / "summary.csv").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("data.label_noise=1.5", r"data.label_noise=1.5 is out of range; use a value >= 0 and <= 1"),
+    ("model.width=0", r"model.width=0 is out of range; use a value > 0"),
+    ("data.batch_size=abc", r"data.batch_size='abc' must be an integer"),
+    ("optimizer.lr=-1", r"optimizer.lr=-1 is out of range"),
+    ("seed=1.5", r"seed=1.5 must be an integer"),
+])
+def test_bad_values_are_one_line_errors(override, message, tmp_path):
+    with pytest.raises(UserError, match=message) as err:
+        validate(make_cfg(["experiment=memorize_cpu", override], tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    bad_value = cli(["experiment=memorize_cpu", "data.label_noise=1.5"], tmp_path)
+    unknown_option = cli(["model=resnet50"], tmp_path)
+    for proc in (bad_value, unknown_option):
+        proc.wait(timeout=120)
+    err = bad_value.stderr.read()
+    assert bad_value.returncode == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: data.label_noise=1.5 is out of range; use a value >= 0 and <= 1"]
+    err = unknown_option.stderr.read()
+    assert unknown_option.returncode != 0 and "Traceback" not in err
+    assert "Could not find 'model/resnet50'" in err and "resnet18k" in err  # lists the valid options
+
+
+def test_divergence_stops_with_epoch_and_step_and_keeps_the_run_dir(tmp_path):
+    with pytest.raises(UserError, match=r"diverged: the loss became NaN/inf at epoch 0, step \d+; lower optimizer.lr"):
+        main(make_cfg([*MLP_RUN, "optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=3"], tmp_path))
+    assert (tmp_path / "config.yaml").exists()
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()  # no diverged model saved as "last"
+
+
+def test_checkpoint_and_weights_from_another_model_are_refused(tmp_path):
+    results = main(make_cfg([*MLP_RUN, "trainer.max_epochs=1"], tmp_path))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert results["epochs"] == 1 and ckpt.exists()
+    torch.load(ckpt, weights_only=True)  # loads without unpickling arbitrary objects
+    other = MLP(in_features=40, width=64)
+    with pytest.raises(UserError, match=r"weights=.* does not fit the configured model MLP \(other shapes for"):
+        load_weights(other, str(ckpt))
+    task = torch.nn.Module()
+    task.net = other
+    with pytest.raises(UserError, match=r"ckpt_path=.* was saved from another model"):
+        check_checkpoint(str(ckpt), task)
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a readable weights-only torch file"):
+        load_weights(other, str(garbage))
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    from dlfoundations.checkpoints import AtomicCheckpointIO
+
+    target = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"a": torch.zeros(3)}, target)
+    before = target.read_bytes()
+
+    def crash(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"a": torch.ones(3)}, target)
+    assert target.read_bytes() == before  # the old checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
