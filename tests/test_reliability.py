@@ -111,7 +111,8 @@ def test_bad_values_are_one_line_errors(override, message, tmp_path):
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
     bad_value = cli(["experiment=memorize_cpu", "data.label_noise=1.5"], tmp_path)
     unknown_option = cli(["model=resnet50"], tmp_path)
-    for proc in (bad_value, unknown_option):
+    unknown_key = cli(["trainer.max_epoch=3"], tmp_path)
+    for proc in (bad_value, unknown_option, unknown_key):
         proc.wait(timeout=120)
     err = bad_value.stderr.read()
     assert bad_value.returncode == 2 and "Traceback" not in err
@@ -120,6 +121,9 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     err = unknown_option.stderr.read()
     assert unknown_option.returncode != 0 and "Traceback" not in err
     assert "Could not find 'model/resnet50'" in err and "resnet18k" in err  # lists the valid options
+    err = unknown_key.stderr.read()
+    assert unknown_key.returncode == 1 and "Traceback" not in err
+    assert "error: trainer.max_epoch is not a config key; valid keys in trainer: " in err and "max_epochs" in err
 
 
 def test_divergence_stops_with_epoch_and_step_and_keeps_the_run_dir(tmp_path):

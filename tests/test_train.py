@@ -139,3 +139,16 @@ def test_wandb_jobs_of_a_multirun_share_a_group(tmp_path):
     assert single.logger.wandb.group is None
     sweep = make_cfg(["logger=wandb", "hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}/sweep_42"], tmp_path)
     assert sweep.logger.wandb.group == "sweep_42"
+
+
+def test_ddp_on_two_cpu_processes_writes_one_run_dir(tmp_path):
+    proc = run_cli(["experiment=memorize_cpu", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+                    "debug=short", "print_config=false", f"paths.log_dir={tmp_path}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = list((tmp_path / "memorize_cpu" / "runs").iterdir())
+    assert len(runs) == 1  # the second rank reuses rank 0's run dir instead of making its own
+    results = json.loads((runs[0] / "results.json").read_text())
+    assert results["global_step"] == 2 * 3  # 2 epochs x 3 batches per rank
+    rows = list(csv.DictReader(open(runs[0] / "metrics.csv")))
+    assert len({r["epoch"] for r in rows if r.get("train/loss")}) == 2  # one writer: no duplicate rows
+    assert len([r for r in rows if r.get("train/loss")]) == 2

@@ -163,3 +163,30 @@ def validate(cfg: DictConfig) -> None:
         if low is not None and (value < low if inclusive else value <= low) or high is not None and value > high:
             bounds = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high is not None else "")
             raise UserError(f"{key}={value} is out of range; use a value {bounds}")
+
+
+def unknown_key_hints(overrides: list[str]) -> list[str]:
+    """For ``key=value`` overrides whose key is not in the composed config, one line each naming
+    the valid keys at that place (Hydra itself only says that the key is not in the struct)."""
+    from hydra import compose, initialize_config_module
+
+    plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "hydra.", "-"))]
+    groups = [o for o in plain if "." not in o.split("=", 1)[0]]
+    try:
+        with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
+            cfg = compose("train", overrides=groups)
+    except Exception:  # the group choice itself is wrong: Hydra's message already lists the options
+        return []
+    hints = []
+    for override in plain:
+        key = override.split("=", 1)[0]
+        if "." not in key or OmegaConf.select(cfg, key, default="\0missing") != "\0missing":
+            continue
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, default=None)
+        if isinstance(node, DictConfig):
+            hints.append(f"error: {key} is not a config key; valid keys in {parent}: {', '.join(sorted(node))} "
+                         f"(add a new one with +{override})")
+        else:
+            hints.append(f"error: {key} is not a config key; {parent} is not a config node")
+    return hints

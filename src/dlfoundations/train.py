@@ -24,7 +24,14 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.checkpoints import AtomicCheckpointIO, check_checkpoint, load_weights, resolve_ckpt_path
-from dlfoundations.config import config_tree, quiet_known_noise, register_resolvers, trainer_kwargs, validate
+from dlfoundations.config import (
+    config_tree,
+    quiet_known_noise,
+    register_resolvers,
+    trainer_kwargs,
+    unknown_key_hints,
+    validate,
+)
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
@@ -154,8 +161,20 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def cli() -> None:
+    """``python src/train.py ...`` / ``dlf-train ...``: Hydra's entry, plus the valid keys when an
+    override names a key that does not exist."""
+    try:
+        hydra_main()
+    except SystemExit as exit_:
+        if exit_.code == 1:
+            for hint in unknown_key_hints([a for a in sys.argv[1:] if not a.startswith("-")]):
+                print(hint, file=sys.stderr)
+        raise
+
+
 @hydra.main(version_base="1.3", config_path="pkg://dlfoundations.conf", config_name="train")
-def cli(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     """Command-line entry; returns the optimized metric for Hydra sweepers.
 
     A failing job of a multirun records ``failure.json`` and returns None, so the other jobs and
