@@ -16,7 +16,7 @@ import yaml
 
 from dlfoundations.sweeps import write_summary
 
-OPTIONS = ("x", "y", "labels", "logx", "title", "xlabel", "ylabel", "group_by")
+OPTIONS = ("x", "y", "labels", "logx", "logy", "title", "xlabel", "ylabel", "group_by")
 
 
 def sweep_settings(sweep_dir: Path) -> dict:

@@ -1,7 +1,8 @@
-"""Lightning callbacks: end-of-run plots, BN folding (and, later, gradient flow)."""
+"""Lightning callbacks: end-of-run plots, BN folding, gradient flow, RNG state."""
 
 from dlfoundations.callbacks.curves import TrainingCurves
 from dlfoundations.callbacks.fold_bn import FoldBatchNorm
+from dlfoundations.callbacks.gradient_flow import GradientFlow
 from dlfoundations.callbacks.rng_state import RNGState
 
-__all__ = ["FoldBatchNorm", "RNGState", "TrainingCurves"]
+__all__ = ["FoldBatchNorm", "GradientFlow", "RNGState", "TrainingCurves"]

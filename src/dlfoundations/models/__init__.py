@@ -8,7 +8,7 @@ from torch import nn
 
 from dlfoundations.models.alexnet import MNISTAlexNet
 from dlfoundations.models.cnn import CNN
-from dlfoundations.models.mlp import MLP
+from dlfoundations.models.mlp import MLP, ResidualMLP
 from dlfoundations.models.nin import LNiN, FullyConvLNiN, to_fully_convolutional
 from dlfoundations.models.random_features import RandomFeatures
 from dlfoundations.models.resnet import PreActResNet18, ResNet18
@@ -18,7 +18,7 @@ from dlfoundations.models.vgg import VGG
 
 __all__ = [
     "BottleneckBlock", "CNN", "FullyConvLNiN", "GroupedSTMBlock", "LNiN", "MLP", "MNISTAlexNet",
-    "PreActResNet18", "RandomFeatures", "ResNet18", "STMBlock", "STMNet", "SmallNet", "VGG", "count_parameters",
+    "PreActResNet18", "RandomFeatures", "ResNet18", "ResidualMLP", "STMBlock", "STMNet", "SmallNet", "VGG", "count_parameters",
     "stm_paths_to_grouped", "to_fully_convolutional",
 ]
 

@@ -42,3 +42,25 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class ResidualMLP(nn.Module):
+    """in_features -> width, then ``depth`` residual blocks x + act(Linear(x)), then -> num_classes."""
+
+    def __init__(self, in_features: int, num_classes: int = 10, width: int = 64, depth: int = 20,
+                 activation: str = "relu") -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation={activation!r} is not known; use one of {sorted(ACTIVATIONS)}")
+        if width < 1 or depth < 0:
+            raise ValueError(f"model.width must be >= 1 and model.depth >= 0, got {width}, {depth}")
+        self.flatten = nn.Flatten()
+        self.input = nn.Linear(in_features, width)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), ACTIVATIONS[activation]()) for _ in range(depth))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input(self.flatten(x))
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x)

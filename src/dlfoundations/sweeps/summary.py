@@ -54,7 +54,8 @@ def _to_float(value: Any) -> float | None:
 
 def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | None = None,
                   labels: list[str] | None = None, logx: bool = True, title: str | None = None,
-                  xlabel: str | None = None, ylabel: str | None = None, group_by: str | None = None) -> dict[str, Any]:
+                  xlabel: str | None = None, ylabel: str | None = None, group_by: str | None = None,
+                  logy: bool = False) -> dict[str, Any]:
     """Write ``summary.csv``, ``summary.png`` and ``failed.txt`` (if any job failed) into the sweep
     dir; one curve per ``y`` metric (and per value of the ``group_by`` override, if given)."""
     sweep_dir = Path(sweep_dir)
@@ -71,11 +72,12 @@ def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | N
         for f in failed:
             log.warning("sweep job %s (%s) failed: %s", f["job"], f["overrides"], f["error"])
     if rows:
-        _plot(sweep_dir / "summary.png", rows, x, y, labels, logx, title or sweep_dir.name, xlabel, ylabel, group_by, failed)
+        _plot(sweep_dir / "summary.png", rows, x, y, labels, (logx, logy), title or sweep_dir.name, xlabel, ylabel,
+              group_by, failed)
     return {"rows": rows, "failed": failed}
 
 
-def _plot(path, rows, x, y, labels, logx, title, xlabel, ylabel, group_by, failed) -> None:
+def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, failed) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,8 +96,10 @@ def _plot(path, rows, x, y, labels, logx, title, xlabel, ylabel, group_by, faile
             if group_by:
                 label = f"{label} ({group_by}={g})"
             ax.plot(*zip(*points), marker="o", markersize=3, label=label)
-    if logx:
+    if log_axes[0]:
         ax.set_xscale("log")
+    if log_axes[1]:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or ", ".join(y))
     note = f" ({len(failed)} failed job(s) not shown)" if failed else ""
@@ -129,9 +133,9 @@ class SweepSummary(Callback):
 
     def __init__(self, x: str = "num_params", y: list[str] | None = None, labels: list[str] | None = None,
                  logx: bool = True, title: str | None = None, xlabel: str | None = None,
-                 ylabel: str | None = None, group_by: str | None = None) -> None:
+                 ylabel: str | None = None, group_by: str | None = None, logy: bool = False) -> None:
         self.options = dict(x=x, y=list(y) if y else None, labels=list(labels) if labels else None, logx=logx,
-                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by)
+                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by, logy=logy)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
