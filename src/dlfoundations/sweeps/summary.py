@@ -85,7 +85,7 @@ def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, f
 
     groups = sorted({row.get(group_by) for row in rows}, key=str) if group_by else [None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for g in groups:
+    for g_index, g in enumerate(groups):
         for i, metric in enumerate(y):
             points = sorted((_to_float(r.get(x)), _to_float(r.get(metric))) for r in rows
                             if (group_by is None or r.get(group_by) == g))
@@ -95,7 +95,9 @@ def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, f
             label = labels[i] if labels and i < len(labels) else metric
             if group_by:
                 label = f"{label} ({group_by}={g})"
-            ax.plot(*zip(*points), marker="o", markersize=3, label=label)
+            # Colour = metric, line style = group: curves of one metric stay recognisable.
+            ax.plot(*zip(*points), marker="o", markersize=3, label=label, color=f"C{i}",
+                    linestyle=("-", "--", ":", "-.")[g_index % 4])
     if log_axes[0]:
         ax.set_xscale("log")
     if log_axes[1]:
@@ -105,7 +107,7 @@ def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, f
     note = f" ({len(failed)} failed job(s) not shown)" if failed else ""
     ax.set_title(title + note)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
