@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run test memorize clean-logs
+.PHONY: setup run test bench memorize clean-logs
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Speed benchmarks (ratios against baselines measured in the same process): benchmarks/RESULTS.md
+bench: $(STAMP)
+	$(PY) -m benchmarks
 
 # The seed's full experiment (needs MNIST in data/MNIST/raw or a network; a GPU is advised).
 memorize: $(STAMP)

@@ -5,11 +5,9 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_module
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from dlfoundations.config import register_resolvers
+from dlfoundations.config import compose_config, register_resolvers
 from dlfoundations.models import CNN, LNiN, VGG, PreActResNet18, ResNet18, SmallNet, STMNet
 
 register_resolvers()
@@ -30,18 +28,7 @@ BN_FAMILIES = {
 
 def make_cfg(overrides: list[str], out_dir: Path, data_dir: Path | None = None) -> DictConfig:
     """Compose conf/train.yaml as the CLI would, with the run dir set to ``out_dir``."""
-    with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
-        cfg = compose("train", overrides=["print_config=false", *overrides], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(out_dir)
-        cfg.paths.output_dir = str(out_dir)
-        cfg.paths.log_dir = str(out_dir / "logs")
-        if data_dir is not None:
-            cfg.paths.data_dir = str(data_dir)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-    return cfg
+    return compose_config(["print_config=false", *overrides], str(out_dir), str(data_dir) if data_dir else None)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

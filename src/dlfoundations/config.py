@@ -190,3 +190,26 @@ def unknown_key_hints(overrides: list[str]) -> list[str]:
         else:
             hints.append(f"error: {key} is not a config key; {parent} is not a config node")
     return hints
+
+
+def compose_config(overrides: list[str], output_dir: str, data_dir: str | None = None) -> DictConfig:
+    """Compose conf/train.yaml as the CLI would, for use outside the CLI (tests, benchmarks,
+    notebooks): Hydra's job config is set, the run dir is ``output_dir``."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    register_resolvers()
+    with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(Path(output_dir) / "logs")
+        if data_dir is not None:
+            cfg.paths.data_dir = str(data_dir)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
