@@ -57,21 +57,37 @@ class ClassificationModule(L.LightningModule):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
-        # Metric objects accumulate on the device; they sync once per epoch, not per step.
-        mean_loss, acc = self.mean_loss[f"{stage}_"], self.acc[f"{stage}_"]
-        mean_loss.update(loss.detach(), weight=len(y))
-        acc.update(logits.detach(), y)
-        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage == "train",
-                 add_dataloader_idx=False, metric_attribute=f"mean_loss.{stage}_")
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True,
-                 add_dataloader_idx=False, metric_attribute=f"acc.{stage}_")
+        # Metric objects accumulate on the device and are logged once per epoch (_log_epoch):
+        # self.log per step costs more than the step itself for small models.
+        self.mean_loss[f"{stage}_"].update(loss.detach(), weight=len(y))
+        self.acc[f"{stage}_"].update(logits.detach(), y)
         return loss
+
+    def _log_epoch(self, stages: list[str]) -> None:
+        """Log (compute, sync, reset) the epoch's metrics of every stage that saw data."""
+        for stage in dict.fromkeys(stages):
+            mean_loss, acc = self.mean_loss[f"{stage}_"], self.acc[f"{stage}_"]
+            if not acc.update_called:
+                continue
+            self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage == "train",
+                     add_dataloader_idx=False, metric_attribute=f"mean_loss.{stage}_")
+            self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, add_dataloader_idx=False,
+                     metric_attribute=f"acc.{stage}_")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch(self.eval_sets)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch(self.test_sets)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
         # Remember the first non-finite loss on the device (no host sync per step); checked per epoch.
         bad = ~torch.isfinite(loss.detach()) & (self._first_bad_step < 0)
         self._first_bad_step = torch.where(bad, self.global_step, self._first_bad_step)
+        if batch_idx + 1 >= self.trainer.num_training_batches:
+            # Logged at the epoch's last step, so callbacks' on_train_epoch_end already see them.
+            self._log_epoch(["train"])
         return loss
 
     def on_train_epoch_start(self) -> None:
