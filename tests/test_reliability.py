@@ -126,8 +126,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert "error: trainer.max_epoch is not a config key; valid keys in trainer: " in err and "max_epochs" in err
 
 
-def test_divergence_stops_with_epoch_and_step_and_keeps_the_run_dir(tmp_path):
-    with pytest.raises(UserError, match=r"diverged: the loss became NaN/inf at epoch 0, step \d+; lower optimizer.lr"):
+def test_divergence_stops_with_epoch_and_steps_and_keeps_the_run_dir(tmp_path):
+    with pytest.raises(UserError, match=r"diverged: the loss became NaN/inf in epoch 0 \(optimizer steps 0-\d+\); lower optimizer.lr"):
         main(make_cfg([*MLP_RUN, "optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=3"], tmp_path))
     assert (tmp_path / "config.yaml").exists()
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()  # no diverged model saved as "last"

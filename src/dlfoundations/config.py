@@ -129,6 +129,7 @@ def quiet_known_noise() -> None:
 # line: checked once, before anything is built.
 _RULES: list[tuple[str, type | tuple[type, ...], float | None, bool, float | None]] = [
     ("seed", int, 0, True, None),
+    ("steps_per_call", int, 1, True, None),
     ("data.batch_size", int, 1, True, None),
     ("data.eval_batch_size", int, 1, True, None),
     ("data.label_noise", (int, float), 0, True, 1),
@@ -163,6 +164,12 @@ def validate(cfg: DictConfig) -> None:
         if low is not None and (value < low if inclusive else value <= low) or high is not None and value > high:
             bounds = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high is not None else "")
             raise UserError(f"{key}={value} is out of range; use a value {bounds}")
+    if cfg.get("steps_per_call", 1) > 1:
+        trainer = cfg.get("trainer") or {}
+        for key, neutral in (("gradient_clip_val", (None, 0)), ("accumulate_grad_batches", (None, 1))):
+            if trainer.get(key) not in neutral:
+                raise UserError(f"trainer.{key}={trainer.get(key)} needs one optimizer step per Lightning "
+                                f"step: set steps_per_call=1 (it is {cfg.steps_per_call})")
 
 
 def unknown_key_hints(overrides: list[str]) -> list[str]:

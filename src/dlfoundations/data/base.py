@@ -73,6 +73,7 @@ class InMemoryDataModule(L.LightningDataModule):
         test_sets: list[str] | tuple[str, ...] = ("test",),
         on_device: bool = True,
         seed: int = 0,
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_noise <= 1.0:
@@ -94,6 +95,8 @@ class InMemoryDataModule(L.LightningDataModule):
             raise UserError(f"data.test_sets has unknown entries {unknown}; use some of {TEST_SETS}")
         if batch_size < 1 or eval_batch_size < 1:
             raise UserError("data.batch_size and data.eval_batch_size must be >= 1")
+        if steps_per_call < 1:
+            raise UserError(f"steps_per_call={steps_per_call} must be >= 1")
         self.num_classes = num_classes
         self.declared_shape = tuple(input_shape) if input_shape is not None else None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -102,6 +105,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.eval_sets, self.test_sets = list(eval_sets), list(test_sets)
         self.on_device = on_device
         self.seed = seed
+        self.steps_per_call = steps_per_call  # training batches per training_step call (see loader)
         self.splits: Splits | None = None
         self.noise_mask: Tensor | None = None
         self._device = torch.device("cpu")
@@ -158,6 +162,7 @@ class InMemoryDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
+            steps_per_call=self.steps_per_call if train else 1,
         )
 
     def train_dataloader(self) -> TensorBatchLoader:

@@ -9,6 +9,7 @@ from torchvision.datasets import CIFAR10
 from dlfoundations.data.augment import random_crop_flip
 from dlfoundations.data.base import InMemoryDataModule, Splits, split_pool
 from dlfoundations.data.files import open_dataset
+from dlfoundations.data.loader import BatchGroup
 from dlfoundations.errors import UserError
 
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -65,13 +66,20 @@ class CIFAR10DataModule(InMemoryDataModule):
             x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
         return x
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer
         # Lightning also passes the model summary's example input (a bare tensor) through here.
-        if not self.augment or trainer is None or not trainer.training or not isinstance(batch, (tuple, list)):
+        if not self.augment or trainer is None or not trainer.training or not isinstance(batch, (tuple, BatchGroup)):
             return batch
+        step = trainer.global_step
+        if isinstance(batch, BatchGroup):  # steps_per_call > 1: batches of optimizer steps step, step+1, ...
+            return BatchGroup(self._augment(b, step + i) for i, b in enumerate(batch))
+        return self._augment(batch, step)
+
+    def _augment(self, batch: tuple[Tensor, Tensor], step: int) -> tuple[Tensor, Tensor]:
         x, y = batch
-        step = trainer.global_step * max(1, trainer.world_size) + trainer.global_rank
+        trainer = self.trainer
+        stream = step * max(1, trainer.world_size) + trainer.global_rank
         generator = torch.Generator(device=x.device)
-        generator.manual_seed((self.seed * 1_000_003 + _AUGMENT_STREAM) * 1_000_003 + step)
+        generator.manual_seed((self.seed * 1_000_003 + _AUGMENT_STREAM) * 1_000_003 + stream)
         return random_crop_flip(x, self.crop_padding, self.flip, generator), y

@@ -35,5 +35,7 @@ def build_optimizer(factory: Callable[..., torch.optim.Optimizer], model: nn.Mod
         kwargs = dict(factory.keywords)
         no_decay = kwargs.pop("no_decay") or []
         groups = param_groups(model, kwargs.get("weight_decay", 0.0), no_decay)
+        if not kwargs.get("weight_decay"):  # no decay to exempt from: one group, one loop per step
+            groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
         return factory.func(*factory.args, groups, **kwargs)
     return factory(params=model.parameters())
