@@ -3,7 +3,9 @@
 Both read the same MNIST-sized data (60,000 random 28x28 images written as real IDX files); the
 baseline goes through torchvision's MNIST class with ToTensor and a shuffling DataLoader (batch
 64, no workers), the project's path keeps the tensors in memory and gathers batches by index.
-Time per epoch of delivery alone, median of repeats; ratio = baseline / project (speed-up).
+Time per epoch of delivery alone, and of a small training epoch (MLP 784-100-10, SGD, the same
+batch size and the same model initialisation for both loaders), median of repeats;
+ratio = baseline / project (speed-up).
 """
 
 import statistics
@@ -13,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision.datasets import MNIST
 from torchvision.transforms import ToTensor
 
 from dlfoundations.data import MNISTDataModule, TensorBatchLoader
+from dlfoundations.models import MLP
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -37,6 +41,21 @@ def _epoch_seconds(loader, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _training_epoch_seconds(loader, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        torch.manual_seed(0)
+        net = MLP(784, width=100, depth=1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01)
+        start = time.perf_counter()
+        for x, y in loader:
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def run(quick: bool = False) -> list[tuple]:
     repeats = 1 if quick else 3
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,5 +70,9 @@ def run(quick: bool = False) -> list[tuple]:
         dm.setup()
         ours = TensorBatchLoader((dm.splits.x_train, dm.splits.y_train), batch_size=64, shuffle=True)
         t_base, t_ours = _epoch_seconds(baseline, repeats), _epoch_seconds(ours, repeats)
-    ratio = t_base / t_ours
-    return [("data path: MNIST epoch, DataLoader+ToTensor / in-memory", t_base, t_ours, ratio, ">= 3.0", ratio >= 3.0)]
+        train_base, train_ours = _training_epoch_seconds(baseline, repeats), _training_epoch_seconds(ours, repeats)
+    ratio, train_ratio = t_base / t_ours, train_base / train_ours
+    return [("data path: MNIST epoch (60,000 x 28x28, batch 64), DataLoader+ToTensor / in-memory", t_base, t_ours,
+             ratio, ">= 3.0", ratio >= 3.0),
+            ("data path: MNIST training epoch, MLP 784-100-10, DataLoader+ToTensor / in-memory", train_base, train_ours,
+             train_ratio, ">= 3.0", train_ratio >= 3.0)]

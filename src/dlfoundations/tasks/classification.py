@@ -52,6 +52,8 @@ class ClassificationModule(L.LightningModule):
         test_sets: list[str] | tuple[str, ...] = ("test",),
         scheduler_interval: str = "epoch",
         steps_per_call: int = 1,
+        compile: bool | dict = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         # The full resolved config goes to the loggers and config.yaml; the checkpoint keeps only
@@ -65,6 +67,10 @@ class ClassificationModule(L.LightningModule):
             raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
         self.scheduler_interval, self.steps_per_call = scheduler_interval, steps_per_call
         self.automatic_optimization = steps_per_call == 1
+        # GPU speed options: torch.compile of the net (True, or a dict of torch.compile arguments)
+        # and channels_last memory format for conv nets. Both leave the state dict keys unchanged.
+        self.compile_options = ({} if compile is True else dict(compile)) if compile else None
+        self.channels_last = channels_last
         self.eval_sets, self.test_sets = list(eval_sets), list(test_sets)
         self._totals: dict[str, _Totals] = {}
         self._epoch_first_step = 0
@@ -72,8 +78,16 @@ class ClassificationModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def configure_model(self) -> None:
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.compile_options is not None and getattr(self.net, "_compiled_call_impl", None) is None:
+            self.net.compile(**self.compile_options)  # in place: compiled on the first batch
+
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         totals = self._totals.get(stage)
@@ -127,7 +141,7 @@ class ClassificationModule(L.LightningModule):
                      if getattr(type(cb), hook, None) is not getattr(L.Callback, hook)]
         if trainer.world_size > 1:
             needs_one.append(f"training on {trainer.world_size} devices")
-        if "16-mixed" in str(trainer.precision):
+        if str(trainer.precision) in ("16-mixed", "16"):  # fp16 needs the GradScaler of Lightning's loop
             needs_one.append(f"trainer.precision={trainer.precision} (loss scaling)")
         if needs_one:
             raise UserError(f"steps_per_call={self.steps_per_call} runs several optimizer steps per training_step; "
