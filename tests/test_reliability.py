@@ -1,6 +1,5 @@
 """Reliability: determinism, resume after SIGKILL, completing sweeps, clear errors, divergence."""
 
-import json
 import os
 import signal
 import subprocess
