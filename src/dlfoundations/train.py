@@ -24,7 +24,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from dlfoundations.checkpoints import AtomicCheckpointIO, check_checkpoint, load_weights, resolve_ckpt_path
+from dlfoundations.checkpoints import (
+    AtomicCheckpointIO,
+    check_checkpoint,
+    check_weight_sources,
+    load_weights,
+    resolve_ckpt_path,
+)
 from dlfoundations.config import (
     config_tree,
     quiet_known_noise,
@@ -68,6 +74,8 @@ def _instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
 @rank_zero_only
 def _save_config(cfg: DictConfig, output_dir: Path) -> None:
     atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # With its interpolations: what python src/eval.py rebuilds the run from (overrides then propagate).
+    atomic_write_text(output_dir / "config_unresolved.yaml", OmegaConf.to_yaml(cfg))
     buffer = io.StringIO()
     rich.console.Console(file=buffer, width=110, color_system=None).print(config_tree(cfg))
     atomic_write_text(output_dir / "config_tree.log", buffer.getvalue())
@@ -99,15 +107,20 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data, "data")
     net = instantiate(cfg.model, "model")
-    if cfg.get("weights"):
-        load_weights(net, cfg.weights)
+    fit, test, weights = cfg.get("train", True), cfg.get("test", True), cfg.get("weights")
+    check_weight_sources(fit, test, cfg.get("ckpt_path"), weights)
+    if weights and cfg.get("ckpt_path"):
+        # Resuming (e.g. a fine-tuning run): the checkpoint restores the trained weights.
+        log.info("weights=%s not loaded: ckpt_path=%s restores the weights", weights, cfg.ckpt_path)
+    elif weights:
+        load_weights(net, weights)
     task = instantiate(cfg.task, "task", net=net)
     if cfg.data.get("input_shape"):
         # Lets the model summary show per-layer input/output sizes and FLOPs.
         task.example_input_array = torch.zeros(2, *cfg.data.input_shape)
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = _instantiate_group(cfg.get("logger"), "logger")
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name)
+    ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:
         check_checkpoint(ckpt_path, task)
     if trainer_args.get("enable_checkpointing") is None and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
@@ -120,12 +133,14 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         logger.log_hyperparams(hparams)
 
     start = time.perf_counter()
-    if cfg.get("train", True):
+    if fit:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = _as_floats(trainer.callback_metrics)
     fit_seconds = time.perf_counter() - start
-    if cfg.get("test", True):
-        trainer.test(task, datamodule=datamodule, verbose=cfg.get("print_config", True))
+    if test:
+        # Without fit, the weights to test are the checkpoint's (weights=... are already in the net).
+        trainer.test(task, datamodule=datamodule, verbose=cfg.get("print_config", True),
+                     ckpt_path=None if fit else ckpt_path, weights_only=True)
         metrics.update(_as_floats(trainer.callback_metrics))
 
     name = cfg.get("optimized_metric")
