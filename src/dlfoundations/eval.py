@@ -24,6 +24,7 @@ import rich.console
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -242,6 +243,14 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         log.info("%s: %s", ckpt, summary)
         log.info("run dir: %s", output_dir)
     return results
+
+
+class NoSweepSummary(Callback):
+    """Stands in for the training sweep summary in an eval multirun: each job has its own
+    ``eval_results.json`` and no ``results.json`` to summarize. Ignores the summary's options."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
 
 
 def cli() -> None:
