@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
 
 def eval_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, str(REPO / "src" / "eval.py"), "print_config=false", *args], cwd=cwd,
+    return subprocess.run([sys.executable, str(REPO / "src" / "eval.py"), *args, "print_config=false"], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -170,3 +170,15 @@ def test_ckpt_path_last_resumes_only_a_run_with_the_same_config(trained, tmp_pat
                                         r"differs in .*seed \(0 there, 1 here\)") as err:
         resume(["seed=1"], "refused")
     assert "\n" not in str(err.value)
+
+
+def test_eval_multirun_writes_one_result_per_job_and_no_false_failures(trained, tmp_path):
+    run_dir, metrics, data_dir = trained
+    sweep = tmp_path / "sweep"
+    proc = eval_cli(["-m", f"ckpt_path={run_dir}", f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}",
+                     "data.test_sets=[test],[val]"], tmp_path)
+    assert proc.returncode == 0 and "failed" not in proc.stderr, proc.stderr[-2000:]
+    assert not (sweep / "failed.txt").exists()  # the training sweep summary would call every eval job failed
+    for job, name in (("0", "test/acc"), ("1", "val/acc")):
+        results = json.loads((sweep / job / "eval_results.json").read_text())
+        assert abs(results["metrics"][name] - metrics[name]) <= EXACT

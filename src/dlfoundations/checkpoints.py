@@ -47,9 +47,11 @@ def relocatable(config: dict[str, Any]) -> dict[str, Any]:
     """A resolved config with every value that lies under one of its ``paths.*`` written as
     ``${paths.<key>}/...``, so that two runs compare (and a run's config resolves) wherever they ran."""
     paths = config.get("paths") or {}
-    # Longest first: output_dir lies under log_dir, which lies under root_dir.
+    # Longest first (output_dir lies under log_dir, which lies under root_dir); among equal paths
+    # (a run whose root_dir is its output_dir) the most specific name.
+    order = ("output_dir", "log_dir", "data_dir", "root_dir")
     prefixes = sorted(((v.rstrip("/"), k) for k, v in paths.items() if isinstance(v, str) and v.rstrip("/")),
-                      key=lambda item: -len(item[0]))
+                      key=lambda item: (-len(item[0]), order.index(item[1]) if item[1] in order else len(order)))
 
     def fix(value: Any) -> Any:
         if isinstance(value, dict):

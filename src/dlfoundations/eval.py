@@ -138,7 +138,10 @@ def load_inputs(path: str, input_shape: Sequence[int], dtype: torch.dtype) -> Te
     x = arrays.get("x", next(iter(arrays.values())) if len(arrays) == 1 else None)
     if x is None:
         raise UserError(f"predict.input={path} holds {sorted(arrays)}; name the inputs x")
-    x = torch.as_tensor(x)
+    try:
+        x = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise UserError(f"predict.input={path} does not hold a numeric tensor ({type(x).__name__})") from err
     if x.dim() != len(input_shape) + 1 or list(x.shape[1:]) != list(input_shape) or len(x) == 0:
         raise UserError(f"predict.input={path} holds a tensor of shape {list(x.shape)}; the model takes "
                         f"[N, {', '.join(map(str, input_shape))}] (N inputs as the data config prepares them)")
