@@ -5,11 +5,13 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import hydra
+import numpy as np
 import pytest
 import torch
 from omegaconf import open_dict
@@ -97,8 +99,6 @@ def test_eval_reproduces_the_runs_test_metrics_and_predicts(trained, tmp_path):
 
 def test_eval_mistakes_are_one_line_errors(trained, tmp_path):
     run_dir, _, data_dir = trained
-    import numpy as np
-
     np.savez(tmp_path / "wrong.npz", x=np.zeros((3, 41), dtype=np.float32))
     common = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={data_dir}"]
     cases = {
@@ -107,8 +107,6 @@ def test_eval_mistakes_are_one_line_errors(trained, tmp_path):
                                                    r"the model takes \[N, 40\]",
         "experiment=memorize": r"^error: experiment=memorize: eval rebuilds the run from its own config",
     }
-    import re
-
     for override, message in cases.items():
         proc = eval_cli([f"ckpt_path={run_dir}", *common, override], tmp_path)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

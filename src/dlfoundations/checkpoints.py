@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -45,7 +46,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def relocatable(config: dict[str, Any]) -> dict[str, Any]:
     """A resolved config with every value that lies under one of its ``paths.*`` written as
-    ``${paths.<key>}/...``, so that two runs compare (and a run's config resolves) wherever they ran."""
+    ``${paths.<key>}/...``, so that the configs of two runs compare wherever they ran."""
     paths = config.get("paths") or {}
     # Longest first (output_dir lies under log_dir, which lies under root_dir); among equal paths
     # (a run whose root_dir is its output_dir) the most specific name.
@@ -96,12 +97,11 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     current = OmegaConf.to_container(cfg, resolve=True)
     skipped: list[tuple[str, list[str]]] = []
     for ckpt in candidates:
-        saved_path = ckpt.parent.parent / "config.yaml"
-        if saved_path.is_file():
-            saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False)
+        try:
+            saved = OmegaConf.to_container(OmegaConf.load(ckpt.parent.parent / "config.yaml"), resolve=False)
             differences = config_differences(saved, current)
-        else:
-            differences = ["config.yaml (missing there)"]
+        except (OSError, ValueError, AttributeError, yaml.YAMLError) as err:  # missing, unreadable, not a mapping
+            differences = [f"config.yaml (unreadable there: {type(err).__name__})"]
         if not differences:
             for name, diff in skipped:
                 log.info("ckpt_path=last: skipped the newer run %s, whose config differs in %s", name, "; ".join(diff))
