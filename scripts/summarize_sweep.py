@@ -46,7 +46,8 @@ def summarize(args: argparse.Namespace) -> int:
     rows, failed = collect(args.sweep_dir, keys=tuple(k for k in (options.get("x"), options.get("group_by")) if k))
     if not rows and not failed:
         raise UserError(f"no sweep jobs (folders with .hydra/overrides.yaml) in {args.sweep_dir}")
-    check_options(rows, args.x, args.y, args.group_by)
+    if rows:  # with no finished job there is nothing to check against (and nothing will be plotted)
+        check_options(rows, args.x, args.y, args.group_by)
     summary = write_summary(args.sweep_dir, **options)
     for f in summary["failed"]:
         print(f"failed: job {f['job']} ({f['overrides']}): {f['error']}")

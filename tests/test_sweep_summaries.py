@@ -77,11 +77,12 @@ def test_group_values_come_from_the_runs_config_never_none(tmp_path, monkeypatch
     legend = captured_legend(monkeypatch)
     sweep = tmp_path / "sweep"
     # batch_size is not overridden: its value is in each run's saved config.yaml.
-    for i, (width, batch) in enumerate(((4, 50), (8, 50), (4, 100), (8, 100))):
-        make_job(sweep, i, [f"model.width={width}", f"data.batch_size={batch}"] if batch == 100 else [f"model.width={width}"],
-                 {"test/acc": 0.5}, num_params=100 * width, config={"data": {"batch_size": batch}})
+    # Job 4 inherits the value that jobs 2 and 3 give on the command line: still one group.
+    for i, (width, batch) in enumerate(((4, 50), (8, 50), (4, 100), (8, 100), (16, 100))):
+        overrides = [f"model.width={width}"] + ([f"data.batch_size={batch}"] if i in (2, 3) else [])
+        make_job(sweep, i, overrides, {"test/acc": 0.5}, num_params=100 * width, config={"data": {"batch_size": batch}})
     rows, _ = collect(sweep, keys=("data.batch_size",))
-    assert [str(r["data.batch_size"]) for r in rows] == ["50", "50", "100", "100"]
+    assert [str(r["data.batch_size"]) for r in rows] == ["50", "50", "100", "100", "100"]
     write_summary(sweep, y=["test/err"], group_by="data.batch_size")
     assert legend == ["test/err (data.batch_size=50)", "test/err (data.batch_size=100)"]
     assert not any("None" in text for text in legend)

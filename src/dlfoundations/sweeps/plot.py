@@ -7,9 +7,16 @@ from dlfoundations.io import atomic_write
 from dlfoundations.sweeps.summary import to_float
 
 
-def _sort_key(value: Any) -> tuple[int, float, str]:
+def group_value(value: Any) -> float | int | str:
+    """One value per group whether it came from an override ("100") or a saved config (100)."""
     number = to_float(value)
-    return (0, number, "") if number is not None else (1, 0.0, str(value))
+    if number is None:
+        return str(value)
+    return int(number) if number.is_integer() else number
+
+
+def _sort_key(value: float | int | str) -> tuple[int, float, str]:
+    return (1, 0.0, value) if isinstance(value, str) else (0, float(value), "")
 
 
 def plot_summary(path: Path, rows: list[dict[str, Any]], x: str, y: list[str], labels: list[str] | None,
@@ -22,13 +29,13 @@ def plot_summary(path: Path, rows: list[dict[str, Any]], x: str, y: list[str], l
     import matplotlib.pyplot as plt
 
     # Rows without a value of group_by are left out of the grouped curves rather than drawn as "=None".
-    groups = sorted({row[group_by] for row in rows if row.get(group_by) is not None}, key=_sort_key) \
+    groups = sorted({group_value(row[group_by]) for row in rows if row.get(group_by) is not None}, key=_sort_key) \
         if group_by else [None]
     curves = []
     for g_index, g in enumerate(groups):
         for i, metric in enumerate(y):
             points = [(to_float(r.get(x)), to_float(r.get(metric))) for r in rows
-                      if group_by is None or r.get(group_by) == g]
+                      if group_by is None or (r.get(group_by) is not None and group_value(r[group_by]) == g)]
             points = sorted((a, b) for a, b in points if a is not None and b is not None)
             if not points:
                 continue
