@@ -102,7 +102,7 @@ def test_ddp_inside_a_multirun_summarizes_once_and_matches_one_process(tmp_path)
         assert results(sweep / str(job))["global_step"] == 2  # 1 epoch of 100 samples per rank, batches of 50
     # The epoch metrics of two ranks equal those of one process on the same data and weights.
     ddp = results(sweep / "0")["metrics"]
-    single = main(make_cfg([*TINY, f"paths.data_dir={tmp_path / 'data'}", "train=false",
+    single = main(make_cfg([*TINY, f"paths.data_dir={tmp_path / 'data'}", "trainer=cpu", "train=false",
                             f"weights={sweep / '0' / 'checkpoints' / 'last.ckpt'}", "data.test_sets=[test,train_eval]"],
                            tmp_path / "single"))["metrics"]
     for name in ("test/acc", "test/loss", "train_eval/acc", "train_eval/loss"):
