@@ -43,6 +43,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
 from dlfoundations.sweeps.devices import sweep_job_device
+from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -82,7 +83,27 @@ def _save_config(cfg: DictConfig, output_dir: Path) -> None:
 
 
 def _as_floats(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor))}
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float, torch.Tensor)) and not k.startswith(FitProgress.prefix)}
+
+
+class FitProgress(L.Callback):
+    """Puts the epoch and step counts of a fit into ``trainer.callback_metrics``: under
+    ``strategy=ddp_spawn`` the fit runs in worker processes and the main process's trainer keeps
+    its counters at 0, but Lightning sends the callback metrics back to it."""
+
+    prefix = "fit_progress/"
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.callback_metrics[self.prefix + "epochs"] = torch.tensor(trainer.current_epoch)
+        trainer.callback_metrics[self.prefix + "global_step"] = torch.tensor(trainer.global_step)
+
+    @classmethod
+    def counts(cls, trainer: L.Trainer) -> tuple[int, int]:
+        """(epochs, global_step) of the last fit, wherever it ran."""
+        metrics = trainer.callback_metrics
+        return (int(metrics.get(cls.prefix + "epochs", trainer.current_epoch)),
+                int(metrics.get(cls.prefix + "global_step", trainer.global_step)))
 
 
 def main(cfg: DictConfig) -> dict[str, Any]:
@@ -120,6 +141,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         task.example_input_array = torch.zeros(2, *cfg.data.input_shape)
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = _instantiate_group(cfg.get("logger"), "logger")
+    callbacks.append(FitProgress())
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:
         check_checkpoint(ckpt_path, task)
@@ -144,16 +166,18 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         metrics.update(_as_floats(trainer.callback_metrics))
 
     name = cfg.get("optimized_metric")
+    epochs, global_step = FitProgress.counts(trainer)
     results = {
         "metrics": metrics,
         "optimized_metric": name,
         "optimized_value": metrics.get(name) if name else None,
         "num_params": count_parameters(net),
         "width": cfg.model.get("width"),
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
+        "epochs": epochs,
+        "global_step": global_step,
         "fit_seconds": round(fit_seconds, 3),
         "seed": cfg.seed,
+        "overrides": current_job_identity(),  # which sweep job these results are of (skip_finished)
     }
     if trainer.is_global_zero:
         atomic_write_json(output_dir / "results.json", results)
@@ -161,7 +185,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         log.warning("optimized_metric=%s was not logged; logged metrics: %s", name, sorted(metrics))
     if trainer.is_global_zero:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-        log.info("%d epochs in %.1f s: %s", trainer.current_epoch, fit_seconds, summary)
+        log.info("%d epochs in %.1f s: %s", epochs, fit_seconds, summary)
         log.info("run dir: %s", output_dir)
     return results
 
@@ -172,6 +196,7 @@ def record_failure(output_dir: Path, err: BaseException) -> None:
         atomic_write_json(output_dir / "failure.json", {
             "error": f"{type(err).__name__}: {err}".splitlines()[0],
             "traceback": "".join(traceback.format_exception(err)),
+            "overrides": current_job_identity(),
         })
     except OSError:
         log.exception("could not write failure.json")
@@ -200,11 +225,17 @@ def hydra_main(cfg: DictConfig) -> float | None:
     A failing job of a multirun records ``failure.json`` and returns None, so the other jobs and
     the sweep summary still run; a single run prints user mistakes as one line and exits 2.
     """
-    results = Path(cfg.paths.output_dir) / "results.json"
-    if cfg.get("skip_finished") and results.exists():
-        # Re-launching a sweep into its own sweep dir completes it: finished jobs are not rerun.
-        log.info("skip_finished: %s exists, not running this job again", results)
-        return json.loads(results.read_text()).get("optimized_value")
+    output_dir = Path(cfg.paths.output_dir)
+    identity = current_job_identity()
+    if cfg.get("skip_finished") and identity is not None and (done := finished_results(output_dir, identity)):
+        # Re-launching a sweep into its own sweep dir completes it: a job dir whose results are of
+        # exactly this job's overrides is not run again (job numbers alone may name other jobs).
+        log.info("skip_finished: %s holds this job's results, not running it again", output_dir / "results.json")
+        return done.get("optimized_value")
+    if _in_multirun() and is_launching_process():
+        # A re-used job dir (re-launch into the same sweep dir) must not mix two jobs' files.
+        if aside := set_aside_previous(output_dir, identity):
+            log.info("moved what an earlier job left in %s to %s", output_dir, aside)
     try:
         return main(cfg)["optimized_value"]
     except Exception as err:
