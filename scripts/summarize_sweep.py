@@ -16,7 +16,8 @@ import yaml
 
 from dlfoundations.sweeps import write_summary
 
-OPTIONS = ("x", "y", "labels", "logx", "logy", "title", "xlabel", "ylabel", "group_by")
+OPTIONS = ("x", "y", "labels", "logx", "logy", "title", "xlabel", "ylabel", "group_by", "replicate_keys", "band",
+           "epsilon", "threshold_x")
 
 
 def sweep_settings(sweep_dir: Path) -> dict:

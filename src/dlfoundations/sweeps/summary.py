@@ -55,9 +55,15 @@ def _to_float(value: Any) -> float | None:
 def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | None = None,
                   labels: list[str] | None = None, logx: bool = True, title: str | None = None,
                   xlabel: str | None = None, ylabel: str | None = None, group_by: str | None = None,
-                  logy: bool = False) -> dict[str, Any]:
+                  logy: bool = False, replicate_keys: list[str] | None = None, band: str = "std",
+                  epsilon: float = 0.01, threshold_x: str = "model.width") -> dict[str, Any]:
     """Write ``summary.csv``, ``summary.png`` and ``failed.txt`` (if any job failed) into the sweep
-    dir; one curve per ``y`` metric (and per value of the ``group_by`` override, if given)."""
+    dir; one curve per ``y`` metric (and per value of the ``group_by`` override, if given).
+    Jobs differing only in ``replicate_keys`` (default: seed) are one point with a ``band``
+    (std | ci95 | none); see :mod:`dlfoundations.sweeps.analysis` for summary_agg.csv, the
+    interpolation threshold (train error <= ``epsilon``), heatmaps and the reproduction report."""
+    from dlfoundations.sweeps.analysis import analyse_sweep, finish_sweep
+
     sweep_dir = Path(sweep_dir)
     rows, failed = collect(sweep_dir)
     y = list(y or ["test/err", "train_eval/err"])
@@ -71,13 +77,20 @@ def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | N
         atomic_write_text(sweep_dir / "failed.txt", "".join(f"job {f['job']} ({f['overrides']}): {f['error']}\n" for f in failed))
         for f in failed:
             log.warning("sweep job %s (%s) failed: %s", f["job"], f["overrides"], f["error"])
+    analysis = analyse_sweep(sweep_dir, rows, replicate_keys or ["seed"], threshold_x, epsilon)
     if rows:
         _plot(sweep_dir / "summary.png", rows, x, y, labels, (logx, logy), title or sweep_dir.name, xlabel, ylabel,
-              group_by, failed)
-    return {"rows": rows, "failed": failed}
+              group_by, failed, band=band, thresholds=analysis["thresholds"])
+    extra = finish_sweep(sweep_dir, analysis, y, band, title or sweep_dir.name, logy, ylabel, threshold_x)
+    return {"rows": rows, "failed": failed, "agg": analysis["agg"], "thresholds": analysis["thresholds"],
+            "files": extra}
 
 
-def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, failed) -> None:
+def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, failed, band="std",
+          thresholds=()) -> None:
+    from dlfoundations.sweeps.aggregate import BAND_LABEL, plot_band
+    from dlfoundations.sweeps.threshold import mark_thresholds
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,6 +98,7 @@ def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, f
 
     groups = sorted({row.get(group_by) for row in rows}, key=str) if group_by else [None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    replicates = 1
     for g_index, g in enumerate(groups):
         for i, metric in enumerate(y):
             points = sorted((_to_float(r.get(x)), _to_float(r.get(metric))) for r in rows
@@ -96,8 +110,10 @@ def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, f
             if group_by:
                 label = f"{label} ({group_by}={g})"
             # Colour = metric, line style = group: curves of one metric stay recognisable.
-            ax.plot(*zip(*points), marker="o", markersize=3, label=label, color=f"C{i}",
-                    linestyle=("-", "--", ":", "-.")[g_index % 4])
+            # Points sharing an x (seeds) are one point: their mean, with a band.
+            replicates = max(replicates, plot_band(ax, points, band, label=label, color=f"C{i}",
+                                                   linestyle=("-", "--", ":", "-.")[g_index % 4]))
+    mark_thresholds(ax, thresholds, x)
     if log_axes[0]:
         ax.set_xscale("log")
     if log_axes[1]:
@@ -105,6 +121,8 @@ def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, f
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or ", ".join(y))
     note = f" ({len(failed)} failed job(s) not shown)" if failed else ""
+    if replicates > 1 and band != "none":
+        note += f"\n{BAND_LABEL[band]} (up to {replicates} per point)"
     ax.set_title(title + note)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
@@ -135,9 +153,13 @@ class SweepSummary(Callback):
 
     def __init__(self, x: str = "num_params", y: list[str] | None = None, labels: list[str] | None = None,
                  logx: bool = True, title: str | None = None, xlabel: str | None = None,
-                 ylabel: str | None = None, group_by: str | None = None, logy: bool = False) -> None:
+                 ylabel: str | None = None, group_by: str | None = None, logy: bool = False,
+                 replicate_keys: list[str] | None = None, band: str = "std", epsilon: float = 0.01,
+                 threshold_x: str = "model.width") -> None:
         self.options = dict(x=x, y=list(y) if y else None, labels=list(labels) if labels else None, logx=logx,
-                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by, logy=logy)
+                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by, logy=logy,
+                            replicate_keys=list(replicate_keys) if replicate_keys else None, band=band,
+                            epsilon=epsilon, threshold_x=threshold_x)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
