@@ -171,7 +171,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                   "| check | x | published | measured | n | diff | tolerance | verdict |",
                   "|---|---|---|---|---|---|---|---|"]
         for ch in curve["checks"]:
-            measured = _fmt(ch.get("measured")) + (f" ± {ch['std']:.2g}" if ch.get("std") else "")
+            measured = _fmt(ch.get("measured")) + (f" ± {ch['std']:.2g}" if ch.get("std") is not None else "")
             x = _fmt(ch["x"]) if ch["kind"] == "point" else f"{_fmt(ch['x'])} (measured {_fmt(ch.get('measured_x'))})"
             verdict = ch["verdict"]
             if ch["kind"] == "peak" and "location_ok" in ch:
