@@ -42,3 +42,17 @@ def test_numpy_stream_replays_the_course_draw_order():
     assert np.abs(net.W.numpy() - W).max() <= 1e-12  # the third W of the sweep 1, 11, 21
     with pytest.raises(ValueError, match="not on it"):
         RandomFeatures(width=20, stream="numpy")
+
+
+@pytest.mark.parametrize("experiment", ["double_descent", "double_descent_mnist1d_cnn", "double_descent_rf",
+                                        "double_descent_cnn", "double_descent_resnet"])
+def test_double_descent_sweeps_use_the_parallel_launcher_unless_told_otherwise(experiment):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
+        default = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        basic = compose("train", overrides=[f"experiment={experiment}", "hydra/launcher=basic"], return_hydra_config=True)
+        plain = compose("train", overrides=["experiment=memorize_cpu"], return_hydra_config=True)
+    assert "Joblib" in default.hydra.launcher._target_
+    assert "BasicLauncher" in basic.hydra.launcher._target_  # the command line still wins
+    assert "BasicLauncher" in plain.hydra.launcher._target_  # other experiments are unchanged
