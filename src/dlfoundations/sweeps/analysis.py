@@ -22,7 +22,7 @@ def analyse_sweep(sweep_dir: str | Path, rows: list[dict[str, Any]], replicate_k
                   train_metric: str = "train_eval/err", test_metric: str = "test/err") -> dict[str, Any]:
     """``summary_agg.csv`` and ``threshold.json``; returns the aggregate rows, group keys and thresholds."""
     if not rows:
-        return {"agg": [], "group_keys": [], "thresholds": []}
+        return {"agg": [], "group_keys": [], "thresholds": [], "rows": []}
     agg, group_keys = write_aggregate(sweep_dir, rows, replicate_keys)
     train_size = train_size_of(Path(sweep_dir) / str(rows[0]["job"]))
     thresholds = write_thresholds(sweep_dir, agg, group_keys, threshold_x, epsilon, train_metric, test_metric,
@@ -30,17 +30,19 @@ def analyse_sweep(sweep_dir: str | Path, rows: list[dict[str, Any]], replicate_k
     for result in thresholds:
         curve = ", ".join(f"{k}={v}" for k, v in result["curve"].items())
         log.info("%s%s", f"[{curve}] " if curve else "", describe(result))
-    return {"agg": agg, "group_keys": group_keys, "thresholds": thresholds}
+    return {"agg": agg, "group_keys": group_keys, "thresholds": thresholds, "rows": rows}
 
 
 def finish_sweep(sweep_dir: str | Path, analysis: dict[str, Any], y: Sequence[str], band: str = "std",
                  title: str = "", logy: bool = False, ylabel: str | None = None,
-                 heatmap_x: str = "model.width") -> dict[str, Path]:
+                 heatmap_x: str = "model.width", noise_key: str = "data.label_noise") -> dict[str, Path]:
     """Bars (sweep over categories, replacing the line plot), heatmaps (width sweep with per-epoch
-    evaluations) and the reproduction report (experiment with a reference). A step that cannot be
+    evaluations), Zhang's figures (label-noise sweep without a width sweep) and the reproduction
+    report (experiment with a reference). A step that cannot be
     done says why in the log; none of them touches what is already written."""
     from dlfoundations.sweeps.heatmap import write_heatmaps
     from dlfoundations.sweeps.report import find_reference, write_report
+    from dlfoundations.sweeps.zhang import write_zhang
 
     sweep_dir = Path(sweep_dir)
     written: dict[str, Path] = {}
@@ -51,6 +53,8 @@ def finish_sweep(sweep_dir: str | Path, analysis: dict[str, Any], y: Sequence[st
         written["summary.png"] = plot_bars(sweep_dir / "summary.png", agg, group_keys, list(y), band, title, logy, ylabel)
     if heatmap_x in group_keys:
         written.update(write_heatmaps(sweep_dir, heatmap_x, analysis["thresholds"]))
+    elif noise_key in group_keys:
+        written.update(write_zhang(sweep_dir, analysis["rows"], noise_key))
     if find_reference(sweep_dir):
         try:
             report = write_report(sweep_dir)
