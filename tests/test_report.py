@@ -80,3 +80,20 @@ def test_single_run_dir_and_script(tmp_path):
     assert bare.returncode == 2 and "no reference block" in bare.stderr
     helped = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "run dir" in helped.stdout
+
+
+def test_wandb_payload_has_the_aggregate_figures_and_report(tmp_path):
+    from types import SimpleNamespace
+
+    from dlfoundations.sweeps import write_summary
+    from dlfoundations.sweeps.analysis import wandb_extras
+
+    sweep = sweep_with(tmp_path, {4: [0.50, 0.51], 8: [0.55], 16: [0.58, 0.60], 64: [0.41]})
+    write_summary(sweep, x="model.width", y=["test/err"])
+    fake = SimpleNamespace(Table=lambda columns, data: ("table", columns, data), Image=lambda p: ("image", p),
+                           Html=lambda h: ("html", h))
+    payload = wandb_extras(sweep, fake)
+    assert set(payload) == {"sweep_summary_agg", "sweep_figure/report", "sweep_report_md"}
+    assert payload["sweep_summary_agg"][0] == "table" and len(payload["sweep_summary_agg"][2]) == 4  # 4 widths
+    assert payload["sweep_figure/report"] == ("image", str(sweep / "report.png"))
+    assert payload["sweep_report_md"][0] == "html" and "all measured checks within tolerance" in payload["sweep_report_md"][1]

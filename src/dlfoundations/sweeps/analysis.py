@@ -5,6 +5,7 @@ threshold, bars for sweeps over categories, epoch-wise heatmaps and the reproduc
 threshold mark need its results) and :func:`finish_sweep` after it.
 """
 
+import html
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,3 +66,26 @@ def finish_sweep(sweep_dir: str | Path, analysis: dict[str, Any], y: Sequence[st
             log.info("reproduction report: %d within tolerance, %d out of tolerance, %d not measured -> %s",
                      report["passed"], report["out_of_tolerance"], report["not_measured"], sweep_dir / "report.md")
     return written
+
+
+FIGURES = ("heatmap", "epochwise_widest", "report", "zhang")
+
+
+def wandb_extras(sweep_dir: str | Path, wandb: Any) -> dict[str, Any]:
+    """What the sweep's W&B summary run logs beyond summary.csv/png: the seed aggregate as a table,
+    the heatmaps, report and Zhang figures as images, report.md as text."""
+    import csv
+
+    sweep_dir = Path(sweep_dir)
+    payload: dict[str, Any] = {}
+    agg = sweep_dir / "summary_agg.csv"
+    if agg.exists():
+        rows = list(csv.reader(agg.open()))
+        if rows:
+            payload["sweep_summary_agg"] = wandb.Table(columns=rows[0], data=rows[1:])
+    for path in sorted(sweep_dir.glob("*.png")):
+        if path.stem.startswith(FIGURES):
+            payload[f"sweep_figure/{path.stem}"] = wandb.Image(str(path))
+    if (sweep_dir / "report.md").exists():
+        payload["sweep_report_md"] = wandb.Html(f"<pre>{html.escape((sweep_dir / 'report.md').read_text())}</pre>")
+    return payload

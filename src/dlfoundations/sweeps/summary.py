@@ -144,6 +144,9 @@ def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: s
     payload: dict[str, Any] = {"sweep_summary": table}
     if (sweep_dir / "summary.png").exists():
         payload["sweep_summary_plot"] = wandb.Image(str(sweep_dir / "summary.png"))
+    from dlfoundations.sweeps.analysis import wandb_extras
+
+    payload.update(wandb_extras(sweep_dir, wandb))  # aggregate, heatmaps, report
     run.log(payload)
     run.finish()
 
