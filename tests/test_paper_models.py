@@ -56,3 +56,17 @@ def test_double_descent_sweeps_use_the_parallel_launcher_unless_told_otherwise(e
     assert "Joblib" in default.hydra.launcher._target_
     assert "BasicLauncher" in basic.hydra.launcher._target_  # the command line still wins
     assert "BasicLauncher" in plain.hydra.launcher._target_  # other experiments are unchanged
+
+
+def test_course_stream_reproduces_the_published_random_features_points(tmp_path):
+    from dlfoundations.train import main
+    from helpers import make_cfg
+
+    # The course solution's figure (2 decimals): fixed lambda 10.41 at p = 341 (the peak), 2.67 at
+    # p = 1491; tuned lambda 1.21 at p = 1491.
+    peak = main(make_cfg(["experiment=double_descent_rf", "model.width=341", "logger=none"], tmp_path / "341"))
+    wide = main(make_cfg(["experiment=double_descent_rf", "model.width=1491", "logger=none"], tmp_path / "1491"))
+    assert abs(peak["metrics"]["test/err_fixed"] - 10.41) <= 0.005
+    assert abs(wide["metrics"]["test/err_fixed"] - 2.67) <= 0.005
+    assert abs(wide["metrics"]["test/err_tuned"] - 1.21) <= 0.005
+    assert "all measured checks within tolerance" in (tmp_path / "341" / "report.md").read_text()
