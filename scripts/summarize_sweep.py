@@ -38,13 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-by", help="one curve per value of this override, e.g. data.label_noise")
     parser.add_argument("--linear-x", action="store_true", help="linear instead of log x axis")
     parser.add_argument("--title")
+    parser.add_argument("--band", choices=["std", "ci95", "none"], help="band over seeds: mean +- std, 95%% CI, none")
+    parser.add_argument("--epsilon", type=float, help="interpolation threshold: train_eval/err <= epsilon (0.01)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
         return 2
     options = sweep_settings(args.sweep_dir)
-    for key, value in (("x", args.x), ("y", args.y), ("group_by", args.group_by), ("title", args.title)):
-        if value:
+    for key, value in (("x", args.x), ("y", args.y), ("group_by", args.group_by), ("title", args.title),
+                       ("band", args.band), ("epsilon", args.epsilon)):
+        if value is not None:
             options[key] = value
     if args.linear_x:
         options["logx"] = False

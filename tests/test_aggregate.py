@@ -60,3 +60,22 @@ def test_a_sweep_over_categories_is_drawn_as_bars(tmp_path):
     rows = list(csv.DictReader((sweep / "summary_agg.csv").open()))
     assert [(r["model"], r["model.activation"]) for r in rows][0] == ("mlp", "relu")
     assert len(rows) == 4 and all(r["count"] == "1" for r in rows)
+
+
+def test_summarize_script_takes_band_and_epsilon(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    sweep = seeds_sweep(tmp_path / "sweep")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(sweep), "--band", "ci95",
+                           "--epsilon", "0.0"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (sweep / "summary_agg.csv").exists()
+    # train_eval/acc is 1.0 everywhere: with epsilon 0 the threshold is the smallest width.
+    assert json.loads((sweep / "threshold.json").read_text())[0]["threshold"]["x"] == 4
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(sweep), "--band", "sem"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -49,3 +49,13 @@ def test_sweep_summary_writes_threshold_json(tmp_path):
     saved = json.loads((sweep / "threshold.json").read_text())
     assert summary["thresholds"][0]["threshold"]["x"] == 61 and saved[0]["threshold"]["x"] == 61
     assert saved[0]["train_size"] == 4000 and saved[0]["peak"]["x"] == 47
+
+
+def test_describe_names_threshold_peak_and_sizes():
+    from dlfoundations.sweeps.threshold import describe
+
+    line = describe(interpolation_threshold(points(), epsilon=0.01, train_size=4000))
+    assert "test-error peak 0.5405 at model.width=47" in line and "threshold (train_eval/err <= 0.01) at model.width=61" in line
+    assert f"{mlp_params(61)} params, {mlp_params(61) / 4000:.3g} params/sample" in line and "below the threshold (-1 grid steps" in line
+    unknown = [{**p, "num_params": None} for p in points()]
+    assert "params unknown" in describe(interpolation_threshold(unknown))

@@ -186,8 +186,9 @@ def plot_band(ax: Any, points: Sequence[tuple[float, float]], band: str = "std",
 
 
 def is_categorical(rows: list[dict[str, Any]], group_keys: Sequence[str]) -> bool:
-    """True when some swept key (seeds excluded) takes values that are not numbers (e.g. model=mlp)."""
-    return bool(group_keys) and any(to_float(row.get(k)) is None for row in rows for k in group_keys)
+    """True when every swept key (seeds excluded) takes values that are not numbers (e.g. model=mlp x
+    model.activation=relu); a sweep with a numeric key (a width) stays a line plot."""
+    return bool(group_keys) and all(any(to_float(row.get(k)) is None for row in rows) for k in group_keys)
 
 
 def plot_bars(path: str | Path, agg: list[dict[str, Any]], group_keys: Sequence[str], metrics: Sequence[str],

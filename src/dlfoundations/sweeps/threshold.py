@@ -61,13 +61,15 @@ def describe(result: dict[str, Any]) -> str:
     """One line for logs and report.md."""
     peak, thr = result["peak"], result["threshold"]
     metric = result["test_metric"]
-    ratio = lambda p: f", {p['params_per_sample']:.3g} params/sample" if p["params_per_sample"] else ""  # noqa: E731
-    head = (f"test-error peak {peak[metric]:.4g} at {result['x_key']}={peak['x']:g} "
-            f"({peak['num_params']:.0f} params{ratio(peak)})")
+    def size(p: dict[str, Any]) -> str:
+        params = f"{p['num_params']:.0f} params" if p["num_params"] is not None else "params unknown"
+        return params + (f", {p['params_per_sample']:.3g} params/sample" if p["params_per_sample"] else "")
+
+    head = f"test-error peak {peak[metric]:.4g} at {result['x_key']}={peak['x']:g} ({size(peak)})"
     if thr is None:
         return f"{head}; no width reaches {result['train_metric']} <= {result['epsilon']:g} (no threshold)"
     return (f"{head}; interpolation threshold ({result['train_metric']} <= {result['epsilon']:g}) at "
-            f"{result['x_key']}={thr['x']:g} ({thr['num_params']:.0f} params{ratio(thr)}); the peak is "
+            f"{result['x_key']}={thr['x']:g} ({size(thr)}); the peak is "
             f"{result['relation']} the threshold ({result['grid_steps']:+d} grid steps, "
             f"x ratio {result['peak_over_threshold']:.3g})")
 
