@@ -14,7 +14,9 @@ ACC = {(4, 0): 0.50, (4, 1): 0.60, (4, 2): 0.70, (16, 0): 0.80, (16, 1): 0.84, (
 
 
 def seeds_sweep(root):
-    jobs = [({"model.width": w, "seed": s}, {"test/acc": a, "train_eval/acc": 1.0}, 10 * w) for (w, s), a in ACC.items()]
+    # Every job also carries the same command-line overrides (not swept: no group key, no column).
+    jobs = [({"model.width": w, "seed": s, "trainer.max_epochs": 4, "paths.log_dir": "/tmp/logs"},
+             {"test/acc": a, "train_eval/acc": 1.0}, 10 * w) for (w, s), a in ACC.items()]
     return make_sweep(root, jobs, config={"data": {"train_size": 100, "label_noise": 0.15}})
 
 
@@ -32,6 +34,7 @@ def test_summary_agg_has_one_row_per_width_with_mean_std_count(tmp_path):
     assert len((sweep / "summary.csv").read_text().splitlines()) == 1 + 6  # one row per job stays
     rows = list(csv.DictReader((sweep / "summary_agg.csv").open()))
     assert [r["model.width"] for r in rows] == ["4", "16"] and "seed" not in rows[0]
+    assert "trainer.max_epochs" not in rows[0] and "paths.log_dir" not in rows[0]
     assert [int(r["count"]) for r in rows] == [3, 3]
     # test/err of width 4: 0.5, 0.4, 0.3 -> mean 0.4, std 0.1; width 16: 0.2, 0.16, 0.12 -> 0.16, 0.04.
     assert float(rows[0]["test/err"]) == pytest.approx(0.4, abs=1e-9)

@@ -67,11 +67,14 @@ def test_single_run_dir_and_script(tmp_path):
     ref = {"source": "Zhang et al.", "curves": [
         {"name": "train", "metric": "train_eval/acc", "tolerance": 0.02, "points": [{"y": 1.0}]},
         {"name": "test", "metric": "test/acc", "tolerance": 0.02, "points": [{"y": 0.10}]}]}
-    run = write_job(tmp_path / "run", {}, {"train_eval/acc": 1.0, "test/acc": 0.15}, 100, {"reference": ref})
+    run = write_job(tmp_path / "run", {"trainer.max_epochs": 4}, {"train_eval/acc": 1.0, "test/acc": 0.15}, 100,
+                    {"reference": ref})
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(run)], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr  # test accuracy 0.15 is 0.05 above chance: out of tolerance
     assert "1 within tolerance, 1 out of tolerance, 0 not measured" in proc.stdout
     assert "OUT OF TOLERANCE" in (run / "report.md").read_text()
+    assert "Overrides of every job (a departure from the published setting explains a miss): `trainer.max_epochs=4`" \
+        in (run / "report.md").read_text()
     missing = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(tmp_path / "nope")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "is not a directory" in missing.stderr

@@ -77,16 +77,27 @@ def config_value(job_dir: str | Path, key: str) -> Any:
     return node
 
 
-def swept_keys(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> list[str]:
-    """The override keys of the finished jobs, in first-seen order (a single run has none)."""
-    keys: dict[str, None] = {}
+def varying_keys(params: list[dict[str, str]]) -> list[str]:
+    """Keys that take more than one value over the jobs (a job without the key counts as a value),
+    in first-seen order: what a sweep swept, not the overrides every job shares."""
+    keys = dict.fromkeys(k for p in params for k in p)
+    return [k for k in keys if len({p.get(k) for p in params}) > 1]
+
+
+def job_overrides(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Each finished job's overrides as a dict (a single run has none)."""
+    params = []
     for row in rows:
         overrides = Path(sweep_dir) / str(row["job"]) / ".hydra" / "overrides.yaml"
         if str(row["job"]) != "." and overrides.exists():
-            for item in yaml.safe_load(overrides.read_text()) or []:
-                if "=" in item:
-                    keys[item.split("=", 1)[0].lstrip("+~")] = None
-    return list(keys)
+            items = yaml.safe_load(overrides.read_text()) or []
+            params.append({i.split("=", 1)[0].lstrip("+~"): i.split("=", 1)[1] for i in items if "=" in i})
+    return params
+
+
+def swept_keys(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> list[str]:
+    """The override keys that vary over the finished jobs, in first-seen order."""
+    return varying_keys(job_overrides(sweep_dir, rows))
 
 
 def load_rows(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -145,9 +156,10 @@ def metric_columns(rows: list[dict[str, Any]], params: Sequence[str]) -> list[st
 def write_aggregate(sweep_dir: str | Path, rows: list[dict[str, Any]],
                     replicate_keys: Sequence[str] = ("seed",)) -> tuple[list[dict[str, Any]], list[str]]:
     """Write ``summary_agg.csv`` (one row per point, seeds pooled); return its rows and group keys."""
-    params = swept_keys(sweep_dir, rows)
-    group_keys = [k for k in params if k not in replicate_keys]
-    agg = aggregate(rows, group_keys, metric_columns(rows, params))
+    overrides = job_overrides(sweep_dir, rows)
+    group_keys = [k for k in varying_keys(overrides) if k not in replicate_keys]
+    every_key = list(dict.fromkeys(k for o in overrides for k in o))  # config values, never metrics
+    agg = aggregate(rows, group_keys, metric_columns(rows, every_key))
     columns = list(dict.fromkeys(k for row in agg for k in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from dlfoundations.io import atomic_write
-from dlfoundations.sweeps.aggregate import config_value, to_float
+from dlfoundations.sweeps.aggregate import config_value, to_float, varying_keys
 
 ERRORS = ("test/err", "train_eval/err", "train_clean/err")
 TITLES = {"test/err": "test error", "train_eval/err": "train error (noisy labels)",
@@ -38,16 +38,18 @@ def epoch_grid(sweep_dir: str | Path, x_key: str, replicate_keys: Sequence[str] 
     widths, the sorted epochs and ``{metric: matrix[width][epoch]}`` (mean over seeds, NaN where
     no job evaluated)."""
     cells: dict[tuple, dict[tuple[float, int, str], list[float]]] = {}
+    jobs = []
     for overrides in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
-        job = overrides.parent.parent
-        history = read_history(job)
-        if not history:
-            continue
-        params = dict(o.split("=", 1) for o in (yaml.safe_load(overrides.read_text()) or []) if "=" in o)
+        history = read_history(overrides.parent.parent)
+        if history:
+            items = yaml.safe_load(overrides.read_text()) or []
+            jobs.append((overrides.parent.parent, history, dict(o.split("=", 1) for o in items if "=" in o)))
+    swept = varying_keys([params for _, _, params in jobs])
+    for job, history, params in jobs:
         width = to_float(params.get(x_key, config_value(job, x_key)))
         if width is None:
             continue
-        curve = tuple(sorted((k, v) for k, v in params.items() if k != x_key and k not in replicate_keys))
+        curve = tuple(sorted((k, v) for k, v in params.items() if k in swept and k != x_key and k not in replicate_keys))
         for entry in history:
             for metric in ERRORS:
                 if metric in entry:

@@ -27,7 +27,16 @@ from typing import Any
 
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write, atomic_write_json, atomic_write_text
-from dlfoundations.sweeps.aggregate import config_value, load_rows, mean_std_ci, plot_band, to_float, value_of
+from dlfoundations.sweeps.aggregate import (
+    config_value,
+    job_overrides,
+    load_rows,
+    mean_std_ci,
+    plot_band,
+    to_float,
+    value_of,
+    varying_keys,
+)
 from dlfoundations.sweeps.threshold import find_peak
 
 PASS, FAIL, MISSING = "within tolerance", "OUT OF TOLERANCE", "not measured"
@@ -140,9 +149,14 @@ def build_report(path: str | Path) -> dict[str, Any]:
         raise UserError(f"no finished job (results.json) in {path}; nothing to compare yet")
     curves = [check_curve(measured_curve(path, rows, c), c) for c in ref.get("curves") or []]
     verdicts = [ch["verdict"] for c in curves for ch in c["checks"]]
+    overrides = job_overrides(path, rows)
+    if rows[0]["job"] == "." and (path / ".hydra" / "overrides.yaml").exists():
+        overrides = job_overrides(path.parent, [{"job": path.name}])
+    swept = varying_keys(overrides)
+    shared = {k: v for k, v in (overrides[0] if overrides else {}).items() if k not in swept}
     return {"path": str(path), "source": ref.get("source", "?"), "url": ref.get("url"), "note": ref.get("note"),
             "task_name": config_value(path if rows[0]["job"] == "." else path / str(rows[0]["job"]), "task_name"),
-            "finished": len(rows), "failed": len(failed), "curves": curves,
+            "finished": len(rows), "failed": len(failed), "curves": curves, "shared_overrides": shared,
             "passed": verdicts.count(PASS), "out_of_tolerance": verdicts.count(FAIL),
             "not_measured": verdicts.count(MISSING), "logx": bool(ref.get("logx", False)), "_rows": rows}
 
@@ -162,7 +176,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["note"]:
         lines += [f"Note: {report['note']}", ""]
     lines += [f"Measured: {report['finished']} finished job(s)" + (f", {report['failed']} failed" if report["failed"] else ""),
-              "", f"**Verdict: {overall}** ({report['passed']} within, {report['out_of_tolerance']} out of tolerance, "
+              ""]
+    if report["shared_overrides"]:
+        lines += ["Overrides of every job (a departure from the published setting explains a miss): `"
+                  + " ".join(f"{k}={v}" for k, v in report["shared_overrides"].items()) + "`", ""]
+    lines += [f"**Verdict: {overall}** ({report['passed']} within, {report['out_of_tolerance']} out of tolerance, "
               f"{report['not_measured']} not measured).", ""]
     for curve in report["curves"]:
         where = ", ".join(f"{k}={v}" for k, v in curve["where"].items())
