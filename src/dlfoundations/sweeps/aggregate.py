@@ -212,7 +212,7 @@ def plot_bars(path: str | Path, agg: list[dict[str, Any]], group_keys: Sequence[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = ["\n".join(f"{k}={row.get(k)}" for k in group_keys) for row in agg]
+    labels = ["\n".join(str(row.get(k)) for k in group_keys) for row in agg]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(agg)), 4.5))
     width = 0.8 / max(1, len(metrics))
     for i, metric in enumerate(metrics):
@@ -223,6 +223,7 @@ def plot_bars(path: str | Path, agg: list[dict[str, Any]], group_keys: Sequence[
                label=metric, color=f"C{i}")
     ax.set_xticks(range(len(agg)))
     ax.set_xticklabels(labels, fontsize=8)
+    ax.set_xlabel(" / ".join(group_keys))
     if logy:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel or ", ".join(metrics))
