@@ -62,3 +62,10 @@ def test_width_by_epoch_grid_averages_seeds(tmp_path):
     assert grid["errors"]["test/err"][1] == pytest.approx([0.25] * 3, abs=1e-12)
     written = write_heatmaps(sweep, "model.width")
     assert set(written) == {"heatmap.png", "epochwise_widest.png"}
+
+
+def test_a_schedule_without_eval_sets_refuses_in_one_line(tmp_path):
+    cfg = make_cfg(["experiment=double_descent", "model.width=4", "trainer.max_epochs=2", "data.train_size=200",
+                    "data.test_size=300", "data.eval_sets=[]"], tmp_path)
+    with pytest.raises(UserError, match="callbacks.eval_schedule has nothing to evaluate"):
+        main(cfg)

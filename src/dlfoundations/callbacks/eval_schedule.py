@@ -62,6 +62,9 @@ class EvalSchedule(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
+            if not trainer.limit_val_batches:
+                raise UserError("callbacks.eval_schedule has nothing to evaluate: set data.eval_sets (e.g. "
+                                "[train_eval,test]) or turn it off with callbacks.eval_schedule=null")
             self.schedule = set(schedule_epochs(trainer.max_epochs, self.num, self.spacing, self.epochs))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

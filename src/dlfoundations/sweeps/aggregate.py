@@ -4,7 +4,8 @@
 except the replicate keys and gives, per group and metric, the mean, the sample standard deviation
 (ddof=1) and the half-width of the 95% confidence interval of the mean (Student t, n-1 degrees of
 freedom); ``count`` is the number of finished jobs in the group. ``summary_agg.csv`` holds them as
-``<metric>`` (the mean), ``<metric>.std``, ``<metric>.ci95``. ``plot_band`` draws a curve as its
+``<metric>`` (the mean), ``<metric>.std``, ``<metric>.ci95`` and ``<metric>.n`` (the jobs that
+logged it; std and CI are empty for n = 1). ``plot_band`` draws a curve as its
 mean with a band; ``plot_bars`` draws a sweep over categories as labelled bars.
 """
 
