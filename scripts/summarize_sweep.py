@@ -20,7 +20,8 @@ from dlfoundations.errors import UserError
 from dlfoundations.sweeps import collect, write_summary
 from dlfoundations.sweeps.summary import check_options
 
-OPTIONS = ("x", "y", "labels", "logx", "logy", "title", "xlabel", "ylabel", "group_by")
+OPTIONS = ("x", "y", "labels", "logx", "logy", "title", "xlabel", "ylabel", "group_by", "replicate_keys", "band",
+           "epsilon", "threshold_x")
 
 
 def sweep_settings(sweep_dir: Path) -> dict:
@@ -37,8 +38,9 @@ def summarize(args: argparse.Namespace) -> int:
     if not args.sweep_dir.is_dir():
         raise UserError(f"{args.sweep_dir} is not a directory; give a sweep dir (logs/<task>/multiruns/<date>_<id>)")
     options = sweep_settings(args.sweep_dir)
-    for key, value in (("x", args.x), ("y", args.y), ("group_by", args.group_by), ("title", args.title)):
-        if value:
+    for key, value in (("x", args.x), ("y", args.y), ("group_by", args.group_by), ("title", args.title),
+                       ("band", args.band), ("epsilon", args.epsilon)):
+        if value is not None:
             options[key] = value
     if args.linear_x:
         options["logx"] = False
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-by", help="one curve per value of this setting, e.g. data.label_noise")
     parser.add_argument("--linear-x", action="store_true", help="linear instead of log x axis")
     parser.add_argument("--title")
+    parser.add_argument("--band", choices=["std", "ci95", "none"], help="band over seeds: mean +- std, 95%% CI, none")
+    parser.add_argument("--epsilon", type=float, help="interpolation threshold: train_eval/err <= epsilon (0.01)")
     args = parser.parse_args(argv)
     try:
         return summarize(args)

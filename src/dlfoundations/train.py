@@ -181,6 +181,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         atomic_write_json(output_dir / "results.json", results)
+    if trainer.is_global_zero and cfg.get("reference") and not _in_multirun():
+        _write_run_report(output_dir)  # a sweep writes one report for all its jobs at its end
     if name and name not in metrics:
         log.warning("optimized_metric=%s was not logged; logged metrics: %s", name, sorted(metrics))
     if trainer.is_global_zero:
@@ -188,6 +190,17 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         log.info("%d epochs in %.1f s: %s", epochs, fit_seconds, summary)
         log.info("run dir: %s", output_dir)
     return results
+
+
+def _write_run_report(output_dir: Path) -> None:
+    from dlfoundations.sweeps.report import write_report
+
+    try:
+        report = write_report(output_dir)
+        log.info("reproduction report: %d within tolerance, %d out of tolerance, %d not measured -> %s",
+                 report["passed"], report["out_of_tolerance"], report["not_measured"], output_dir / "report.md")
+    except UserError as err:
+        log.warning("no reproduction report: %s", err)
 
 
 def record_failure(output_dir: Path, err: BaseException) -> None:

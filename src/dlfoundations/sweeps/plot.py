@@ -1,5 +1,6 @@
 """The sweep summary figure: metric(s) against x, one curve per metric and group."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,14 @@ def _sort_key(value: float | int | str) -> tuple[int, float, str]:
 
 def plot_summary(path: Path, rows: list[dict[str, Any]], x: str, y: list[str], labels: list[str] | None,
                  log_axes: tuple[bool, bool], title: str, xlabel: str | None, ylabel: str | None,
-                 group_by: str | None, failed: list[dict[str, str]]) -> Path | None:
-    """Write the figure to ``path``; None (and nothing written) when no row has a point to plot."""
+                 group_by: str | None, failed: list[dict[str, str]], band: str = "std",
+                 thresholds: Sequence[dict[str, Any]] = ()) -> Path | None:
+    """Write the figure to ``path``; None (and nothing written) when no row has a point to plot.
+    Points sharing an x (seeds) are drawn as their mean with a ``band`` (std | ci95 | none);
+    ``thresholds`` (see :mod:`dlfoundations.sweeps.threshold`) are marked on the x axis."""
+    from dlfoundations.sweeps.aggregate import BAND_LABEL, plot_band
+    from dlfoundations.sweeps.threshold import mark_thresholds
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,8 +54,8 @@ def plot_summary(path: Path, rows: list[dict[str, Any]], x: str, y: list[str], l
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for points, style in curves:
-        ax.plot(*zip(*points), marker="o", markersize=3, **style)
+    replicates = max(plot_band(ax, points, band, **style) for points, style in curves)
+    mark_thresholds(ax, thresholds, x)
     if log_axes[0]:
         ax.set_xscale("log")
     if log_axes[1]:
@@ -56,6 +63,8 @@ def plot_summary(path: Path, rows: list[dict[str, Any]], x: str, y: list[str], l
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or ", ".join(y))
     note = f" ({len(failed)} failed job(s) not shown)" if failed else ""
+    if replicates > 1 and band != "none":
+        note += f"\n{BAND_LABEL[band]} (up to {replicates} per point)"
     ax.set_title(title + note)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")

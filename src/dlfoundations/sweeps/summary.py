@@ -146,10 +146,15 @@ def write_failed(sweep_dir: Path, failed: list[dict[str, str]]) -> Path | None:
 def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | None = None,
                   labels: list[str] | None = None, logx: bool = True, title: str | None = None,
                   xlabel: str | None = None, ylabel: str | None = None, group_by: str | None = None,
-                  logy: bool = False) -> dict[str, Any]:
+                  logy: bool = False, replicate_keys: list[str] | None = None, band: str = "std",
+                  epsilon: float = 0.01, threshold_x: str = "model.width") -> dict[str, Any]:
     """Write ``summary.csv``, ``summary.png`` (where any job finished) and ``failed.txt`` (where any
     failed) into the sweep dir; one curve per ``y`` metric (and per value of ``group_by``).
-    Returns the rows, the failed jobs, the x used and the paths ``written``."""
+    Jobs differing only in ``replicate_keys`` (default: seed) are one point with a ``band``
+    (std | ci95 | none); see :mod:`dlfoundations.sweeps.analysis` for summary_agg.csv, the
+    interpolation threshold (train error <= ``epsilon``), heatmaps and the reproduction report.
+    Returns the rows, the failed jobs, the x used, the aggregate, thresholds and the paths ``written``."""
+    from dlfoundations.sweeps.analysis import analyse_sweep, finish_sweep
     from dlfoundations.sweeps.plot import plot_summary
 
     sweep_dir = Path(sweep_dir)
@@ -174,14 +179,20 @@ def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | N
         if logx and xs and min(xs) <= 0:
             log.warning("sweep summary: %s has values <= 0; linear x axis", chosen)
             logx = False
+    analysis = analyse_sweep(sweep_dir, rows, replicate_keys or ["seed"], threshold_x, epsilon)
+    if rows:
         png = plot_summary(sweep_dir / "summary.png", rows, chosen, [m for m in y if m not in missing], labels,
-                           (logx, logy), title or sweep_dir.name, xlabel, ylabel, group_by, failed)
+                           (logx, logy), title or sweep_dir.name, xlabel, ylabel, group_by, failed, band=band,
+                           thresholds=analysis["thresholds"])
         if png:
             written.append(png)
     failed_txt = write_failed(sweep_dir, failed)
     if failed_txt:
         written.append(failed_txt)
-    return {"rows": rows, "failed": failed, "x": chosen, "written": written}
+    extra = finish_sweep(sweep_dir, analysis, y, band, title or sweep_dir.name, logy, ylabel, threshold_x)
+    written += [path for path in extra.values() if path not in written]
+    return {"rows": rows, "failed": failed, "x": chosen, "written": written, "agg": analysis["agg"],
+            "thresholds": analysis["thresholds"], "files": extra}
 
 
 def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: str) -> None:
@@ -197,6 +208,9 @@ def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: s
     payload: dict[str, Any] = {"sweep_summary": table}
     if (sweep_dir / "summary.png").exists():
         payload["sweep_summary_plot"] = wandb.Image(str(sweep_dir / "summary.png"))
+    from dlfoundations.sweeps.analysis import wandb_extras
+
+    payload.update(wandb_extras(sweep_dir, wandb))  # aggregate, heatmaps, report
     run.log(payload)
     run.finish()
 
@@ -211,9 +225,13 @@ class SweepSummary(Callback):
 
     def __init__(self, x: str = "num_params", y: list[str] | None = None, labels: list[str] | None = None,
                  logx: bool = True, title: str | None = None, xlabel: str | None = None,
-                 ylabel: str | None = None, group_by: str | None = None, logy: bool = False) -> None:
+                 ylabel: str | None = None, group_by: str | None = None, logy: bool = False,
+                 replicate_keys: list[str] | None = None, band: str = "std", epsilon: float = 0.01,
+                 threshold_x: str = "model.width") -> None:
         self.options = dict(x=x, y=list(y) if y else None, labels=list(labels) if labels else None, logx=logx,
-                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by, logy=logy)
+                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by, logy=logy,
+                            replicate_keys=list(replicate_keys) if replicate_keys else None, band=band,
+                            epsilon=epsilon, threshold_x=threshold_x)
         self._pending: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
