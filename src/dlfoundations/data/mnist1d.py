@@ -64,7 +64,14 @@ class MNIST1DDataModule(InMemoryDataModule):
         x = torch.from_numpy(np.concatenate([d["x"], d["x_test"]])).float()
         y = torch.from_numpy(np.concatenate([d["y"], d["y_test"]])).long()
         if cache is not None:
-            atomic_write(cache, lambda tmp: torch.save({"x": x, "y": y, "args": json.dumps(key)}, tmp))
+            try:
+                atomic_write(cache, lambda tmp: torch.save({"x": x, "y": y, "args": json.dumps(key)}, tmp))
+            except OSError as err:
+                raise UserError(
+                    f"data.cache_dir={self.cache_dir} is not writable ({err.strerror or err}): MNIST-1D caches its "
+                    "generated data there; point paths.data_dir (or $DLF_DATA_DIR) at a writable directory, "
+                    "or set data.cache_dir=null"
+                ) from err
         return x, y
 
     def load_splits(self) -> Splits:
