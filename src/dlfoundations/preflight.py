@@ -2,9 +2,10 @@
 
 - :func:`check_task_name`: values that form paths (``task_name``) stay inside ``paths.log_dir``.
   :class:`RunDirGuard` applies it as a Hydra callback, before Hydra creates the run dir.
-- :func:`check_data_dir`: the data dir is a directory (or can be created).
 - :func:`check_options`: every data/model config key is an argument of its class, and values for
   integer arguments (``width: int``) are integers; read from the classes' signatures.
+- :func:`check_data_dir`: the data dir is a directory, and what the data module will write
+  there (downloads, caches: ``files_to_write``) can be written.
 - :func:`check_fit`: the model is built and run on a zero batch of ``data.input_shape``; its output
   must suit the task. When it does not, the message names the data configs (and tasks) that fit,
   found by the same check on every config in ``conf/data`` and ``conf/task``.
@@ -36,8 +37,8 @@ _HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 def preflight(cfg: DictConfig) -> None:
     """All checks of this module, cheapest first."""
     check_task_name(cfg.get("task_name"))
-    check_data_dir(cfg)
     check_options(cfg)
+    check_data_dir(cfg)
     check_fit(cfg)
 
 
@@ -77,24 +78,30 @@ def _writable(folder: Path) -> bool:
 
 
 def check_data_dir(cfg: DictConfig) -> None:
-    """The data config's folders (``data_dir``, ``cache_dir``) are directories, or can be created.
-    A read-only folder is fine as long as nothing needs writing there (the data modules say so)."""
+    """The data config's folders (``data_dir``, ``cache_dir``) are directories, and whatever the
+    data module will create (``files_to_write``: downloads, caches) can be written. A read-only
+    folder is fine when nothing needs writing there (datasets already in place)."""
     data_dir = OmegaConf.select(cfg, "paths.data_dir", default=None)
+    fix = "point paths.data_dir (or $DLF_DATA_DIR) at a writable directory"
     for key in ("data_dir", "cache_dir"):
-        value = OmegaConf.select(cfg, f"data.{key}", default=None)
-        if not value:
-            continue
+        value = OmegaConf.select(cfg, f"data.{key}", default=None, throw_on_resolution_failure=False)
         name = f"paths.data_dir={value}" if value == data_dir else f"data.{key}={value}"
-        fix = "point paths.data_dir (or $DLF_DATA_DIR) at a writable directory"
-        folder = Path(value)
-        if folder.exists() and not folder.is_dir():
+        if value and Path(value).exists() and not Path(value).is_dir():
             raise UserError(f"{name} is not a directory; {fix}")
-        if not folder.exists():
-            parent = next(p for p in folder.absolute().parents if p.exists())
-            if not parent.is_dir():
-                raise UserError(f"{name} cannot be created: {parent} is not a directory; {fix}")
-            if not _writable(parent):
-                raise UserError(f"{name} does not exist and cannot be created (no write permission in {parent}); {fix}")
+    if "_target_" not in cfg.get("data", {}):
+        return
+    from dlfoundations.train import instantiate  # here: train imports this module
+
+    datamodule = instantiate(cfg.data, "data")  # constructors only check values; nothing is loaded
+    for target in getattr(datamodule, "files_to_write", lambda: [])():
+        folder = next(p for p in (Path(target), *Path(target).absolute().parents) if p.exists())
+        value = str(data_dir) if data_dir and Path(target).absolute().is_relative_to(Path(data_dir).absolute()) else None
+        name = f"paths.data_dir={value}" if value else str(target)
+        if not folder.is_dir():
+            raise UserError(f"{name}: {folder} is not a directory; {fix}")
+        if not _writable(folder):
+            raise UserError(f"{name} is not writable ({folder}), and {type(datamodule).__name__} needs to write "
+                            f"{target} there; {fix}, or put the files there first")
 
 
 # -- options ----------------------------------------------------------------------------------

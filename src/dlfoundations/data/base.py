@@ -15,6 +15,7 @@ inputs with their original labels).
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -52,6 +53,9 @@ def split_pool(x: Tensor, y: Tensor, val_size: int, train_size: int | None) -> t
     """``[pool | val]`` from a training split: val is its last ``val_size`` items, and training
     keeps the first ``train_size`` items of the pool (all of it when None)."""
     n_pool = len(x) - val_size
+    if n_pool < 1:
+        raise UserError(f"data.val_size={val_size} leaves none of the {len(x)} training items to train on; "
+                        f"use val_size < {len(x)}")
     n_train = n_pool if train_size is None else train_size
     if not 0 < n_train <= n_pool:
         raise UserError(
@@ -139,6 +143,11 @@ class InMemoryDataModule(L.LightningDataModule):
     def load_splits(self) -> Splits:
         """Load the dataset as tensors: float inputs, int64 labels."""
         raise NotImplementedError
+
+    def files_to_write(self) -> list[Path]:
+        """Files or folders that loading will create (downloads, caches): checked for write
+        permission before anything runs. None by default."""
+        return []
 
     # -- Lightning hooks --------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:

@@ -47,6 +47,11 @@ class CIFAR10DataModule(InMemoryDataModule):
             "use a data config that needs no download (data=mnist_bundled, data=mnist1d)",
         )
 
+    def files_to_write(self) -> list[Path]:
+        folder = self.data_dir / CIFAR10.base_folder
+        missing = any(not (folder / name).is_file() for name, _ in CIFAR10.train_list + CIFAR10.test_list)
+        return [self.data_dir] if self.download and missing else []
+
     def prepare_data(self) -> None:
         for train in (True, False):
             self._open(train, self.download)

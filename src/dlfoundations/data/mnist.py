@@ -45,6 +45,11 @@ class MNISTDataModule(InMemoryDataModule):
             f"run offline with {OFFLINE_CONFIGS}",
         )
 
+    def files_to_write(self) -> list[Path]:
+        raw = self.data_dir / "MNIST" / "raw"
+        missing = any(not (raw / name.removesuffix(".gz")).is_file() for name, _ in MNIST.resources)
+        return [raw] if self.download and missing else []
+
     def prepare_data(self) -> None:
         # Runs on one process only: download (if allowed and needed) before setup() reads.
         for train in (True, False):
