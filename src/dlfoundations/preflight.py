@@ -38,8 +38,8 @@ def preflight(cfg: DictConfig) -> None:
     """All checks of this module, cheapest first."""
     check_task_name(cfg.get("task_name"))
     check_options(cfg)
-    check_data_dir(cfg)
     check_fit(cfg)
+    check_data_dir(cfg)
 
 
 # -- paths ------------------------------------------------------------------------------------
