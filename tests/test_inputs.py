@@ -131,38 +131,50 @@ def unwritable_dir(tmp_path: Path) -> Path:
     pytest.skip("no directory this process cannot write to (root, and no read-only mount)")
 
 
-def test_mistakes_are_one_line_before_training(tmp_path):
+# overrides -> the one line on stderr ({a_file}, {read_only}, {escape}: paths made by the test)
+MISTAKES = {
+    "resnet18-mnist1d": (["model=resnet18", "data=mnist1d"],
+                         r"model=resnet18 \(task=classification\) cannot take data=mnist1d \(input shape \[40\], 10 "
+                         r"classes\): .*; data configs that fit: .*"),
+    "vgg16-mnist1d": (["model=vgg16", "data=mnist1d"], r"model=vgg16 \(task=classification\) cannot take data=mnist1d .*"),
+    "cnn-mnist_bundled": (["model=cnn", "data=mnist_bundled"],
+                          r"model=cnn \(task=classification\) cannot take data=mnist_bundled \(input shape \[1, 28, 28\], "
+                          r"10 classes\): .*Output size is too small.*"),
+    "alexnet-mnist1d": (["model=alexnet", "data=mnist1d"], r"model=alexnet \(task=classification\) cannot take data=mnist1d .*"),
+    "random_features": (["model=random_features"],
+                        r"model=random_features cannot be trained by task=classification on data=mnist1d .*; "
+                        r"use task=ridge with data=linear_regression"),
+    "width": (["model=mlp", "model.width=1.5"], r"model.width=1.5 must be an integer for model=mlp .*"),
+    "data_dir-file": (["paths.data_dir={a_file}"], r"paths.data_dir={a_file} is not a directory; .*"),
+    "data_dir-read_only": (["paths.data_dir={read_only}"], r"paths.data_dir={read_only} is not writable .*"),
+    "task_name-dotdot": (["task_name=../../{escape_name}"], r"task_name='\.\./\.\./.*' would put the run outside paths.log_dir; .*"),
+    "task_name-absolute": (["task_name={escape}"], r"task_name='/.*' would put the run outside paths.log_dir; .*"),
+    "task_name-multirun": (["-m", "task_name=../../{escape_name}", "seed=0,1"], r"task_name=.* would put the run outside .*"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISTAKES))
+def test_mistakes_are_one_line_before_training(case, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a directory")
-    read_only = unwritable_dir(tmp_path)
+    read_only = unwritable_dir(tmp_path) if "read_only" in case else None
     escape = tmp_path.parent / f"{tmp_path.name}_escaped"
-    cases = {  # overrides -> the one line on stderr
-        ("model=resnet18", "data=mnist1d"): r"model=resnet18 \(task=classification\) cannot take data=mnist1d "
-                                            r"\(input shape \[40\], 10 classes\): .*; data configs that fit: .*",
-        ("model=vgg16", "data=mnist1d"): r"model=vgg16 \(task=classification\) cannot take data=mnist1d .*",
-        ("model=cnn", "data=mnist_bundled"): r"model=cnn \(task=classification\) cannot take data=mnist_bundled "
-                                             r"\(input shape \[1, 28, 28\], 10 classes\): .*Output size is too small.*",
-        ("model=alexnet", "data=mnist1d"): r"model=alexnet \(task=classification\) cannot take data=mnist1d .*",
-        ("model=random_features",): r"model=random_features cannot be trained by task=classification on data=mnist1d "
-                                    r".*; use task=ridge with data=linear_regression",
-        ("model=mlp", "model.width=1.5"): r"model.width=1.5 must be an integer for model=mlp .*",
-        (f"paths.data_dir={a_file}",): rf"paths.data_dir={a_file} is not a directory; .*",
-        (f"paths.data_dir={read_only}",): rf"paths.data_dir={read_only} is not writable .*",
-        (f"task_name=../../{escape.name}",): r"task_name='\.\./\.\./.*' would put the run outside paths.log_dir; .*",
-        (f"task_name={escape}",): r"task_name='/.*' would put the run outside paths.log_dir; .*",
-        ("-m", f"task_name=../../{escape.name}", "seed=0,1"): r"task_name=.* would put the run outside .*",
-    }
-    procs = {args: cli([*args, "print_config=false"], tmp_path) for args in cases}
-    for args, proc in procs.items():
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 2, (args, err[-3000:])
-        assert "Traceback" not in err
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and re.fullmatch("error: " + cases[args], lines[0]), (args, err[-3000:])
-        if "data configs that fit" in lines[0]:  # each config listed does fit
-            for data in fit_list(lines[0]):
-                check_fit(make_cfg([args[0], f"data={data}"], tmp_path / "check"))
+    paths = {"a_file": a_file, "read_only": read_only, "escape": escape, "escape_name": escape.name}
+    args, line = MISTAKES[case]
+    proc = cli([*(a.format(**paths) for a in args), "print_config=false"], tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err[-3000:]
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch("error: " + line.format(**paths), lines[0]), err[-3000:]
+    if "data configs that fit" in lines[0]:  # each config listed does fit
+        for data in fit_list(lines[0]):
+            check_fit(make_cfg([args[0], f"data={data}"], tmp_path / "check"))
+    assert not escape.exists()  # nothing was written outside the log dir
+    assert not list(tmp_path.rglob("results.json"))  # nothing ran
+
+
+def test_a_data_dir_that_cannot_be_created_is_refused(tmp_path):
+    read_only = unwritable_dir(tmp_path)
     with pytest.raises(UserError, match=r"^paths.data_dir=.*/new is not writable .*"):
         check_data_dir(make_cfg([f"paths.data_dir={read_only}/new"], tmp_path / "check"))
-    assert not escape.exists()  # nothing was written outside the log dir
-    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("results.json"))
