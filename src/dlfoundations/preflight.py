@@ -168,9 +168,9 @@ def check_options(cfg: DictConfig) -> None:
                 fractional = sorted(name for name, c in _conf_files(group).items()
                                     if key in c and "_target_" in c and not _wants_int(
                                         _arguments(hydra.utils.get_class(c._target_))[0].get(key, int)))
-                also = f"; model configs that take a fractional {key}: {', '.join(fractional)}" if fractional else ""
-                raise UserError(f"{group}.{key}={value} must be an integer for {label} ({cls.__name__} counts "
-                                f"{key} in units){also}")
+                also = f"; {group} configs that take a fractional {key}: {', '.join(fractional)}" if fractional else ""
+                raise UserError(f"{group}.{key}={value} must be an integer for {label} (a count: {cls.__name__} "
+                                f"takes {key}: int){also}")
 
 
 # -- model x data x task ----------------------------------------------------------------------
