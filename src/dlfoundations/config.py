@@ -153,11 +153,11 @@ def _missing_keys(node: Any, prefix: str = "") -> list[str]:
     keys = range(len(node)) if OmegaConf.is_list(node) else list(node.keys())
     found = []
     for key in keys:
-        name = f"{prefix}{key}" if prefix == "" or isinstance(key, str) else f"{prefix[:-1]}[{key}]."
+        name = f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}" if prefix else str(key)
         if OmegaConf.is_missing(node, key):
-            found.append(name.rstrip("."))
+            found.append(name)
         elif not OmegaConf.is_interpolation(node, key) and OmegaConf.is_config(node[key]):
-            found += _missing_keys(node[key], f"{name}.")
+            found += _missing_keys(node[key], name)
     return found
 
 
