@@ -189,3 +189,37 @@ def test_batch_augmentation_crops_and_flips():
     assert 25 <= flipped <= 75  # about half of 100 images are mirrored
     again = random_crop_flip(x, padding=2, flip=True, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, again)  # a function of the generator's seed
+
+
+def test_shared_size_options_keep_the_first_items(tmp_path):
+    arrays = write_mnist(tmp_path, n_train=300, n_test=50)
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, train_size=150, val_size=100, test_size=20,
+                         subset_size=40)
+    dm.setup()
+    images = torch.from_numpy(arrays["train-images-idx3-ubyte"]).float() / 255
+    assert torch.equal(dm.splits.x_train[:, 0], images[:40])  # subset_size: the first of train_size's 150
+    assert len(dm.splits.x_val) == 100 and len(dm.splits.x_test) == 20
+    bundled = BundledMNISTDataModule(train_size=100, test_size=10, subset_size=30)
+    bundled.setup()
+    assert len(bundled.splits.x_train) == 30 and len(bundled.noise_mask) == 30
+    with pytest.raises(UserError, match=r"^data.subset_size=200 asks for more than the 100 items there are"):
+        BundledMNISTDataModule(train_size=100, test_size=10, subset_size=200).setup()
+
+
+def test_files_to_write_and_permission_errors_name_the_data_dir(tmp_path):
+    from dlfoundations.data.files import open_dataset
+
+    assert MNISTDataModule(data_dir=str(tmp_path)).files_to_write() == [tmp_path / "MNIST" / "raw"]
+    assert MNISTDataModule(data_dir=str(tmp_path), download=False).files_to_write() == []
+    write_mnist(tmp_path, n_train=30, n_test=10)
+    assert MNISTDataModule(data_dir=str(tmp_path)).files_to_write() == []  # the files are there: read only
+    cached = MNIST1DDataModule(train_size=40, test_size=10, cache_dir=str(tmp_path))
+    (target,) = cached.files_to_write()
+    cached.setup()
+    assert target.is_file() and cached.files_to_write() == []  # written once, then only read
+
+    def denied():
+        raise PermissionError(13, "Permission denied", str(tmp_path / "MNIST"))
+
+    with pytest.raises(UserError, match=r"^MNIST: no permission to write .*MNIST \(Permission denied\); .*data_dir"):
+        open_dataset(denied, "MNIST", tmp_path, "the files", "use data=mnist1d")

@@ -1,5 +1,8 @@
 """Reliability: determinism, resume after SIGKILL, completing sweeps, clear errors, divergence."""
 
+import json
+import logging
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +17,7 @@ from dlfoundations.checkpoints import check_checkpoint, load_weights
 from dlfoundations.config import validate
 from dlfoundations.errors import UserError
 from dlfoundations.models import MLP
-from dlfoundations.train import main
+from dlfoundations.train import instantiate, main
 from helpers import REPO, make_cfg
 
 MLP_RUN = ["experiment=memorize_cpu", "data.train_size=500", "data.val_size=100", "data.test_size=100",
@@ -166,3 +169,80 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
         AtomicCheckpointIO().save_checkpoint({"a": torch.ones(3)}, target)
     assert target.read_bytes() == before  # the old checkpoint is intact
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_written_files_get_the_permissions_the_umask_gives(umask, tmp_path):
+    from dlfoundations.io import atomic_write_text, current_umask
+
+    previous = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        assert os.umask(umask) == umask  # reading it left it as it was
+        atomic_write_text(tmp_path / "a.txt", "x")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+        if umask == 0o002:  # a whole run: results, config, checkpoints, plots readable by the group
+            main(make_cfg([*MLP_RUN, "trainer.max_epochs=1", "callbacks.training_curves.metrics=[train/acc]"],
+                          tmp_path / "run"))
+            run = tmp_path / "run"
+            written = ["results.json", "config.yaml", "config_tree.log", "checkpoints/last.ckpt", "curves.png",
+                       "metrics.csv"]
+            modes = {name: oct((run / name).stat().st_mode & 0o777) for name in written}
+            assert modes == {name: oct(0o664) for name in written}
+    finally:
+        os.umask(previous)
+
+
+def test_ctrl_c_prints_the_resume_command_and_keeps_the_run(tmp_path):
+    run = [*MLP_RUN, "model.width=32", "trainer.max_epochs=60", "print_config=false", "data.label_noise=0.5"]
+    logs = tmp_path / "logs"
+    proc = cli([*run, f"paths.log_dir={logs}"], tmp_path)
+    deadline, interrupted_at = time.monotonic() + 240, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        last = list(logs.glob("memorize_cpu/runs/*/checkpoints/last.ckpt"))
+        if last:
+            proc.send_signal(signal.SIGINT)
+            interrupted_at = torch.load(last[0], weights_only=True, map_location="cpu")["epoch"]
+            break
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=120)
+    assert interrupted_at is not None, f"the run ended before Ctrl-C: {err[-2000:]}"
+    assert proc.returncode != 0 and "Traceback" not in err
+    (first,) = logs.glob("memorize_cpu/runs/*")
+    for name in ("config.yaml", "metrics.csv", "checkpoints/last.ckpt"):  # everything written stays
+        assert (first / name).exists(), name
+    assert not (first / "results.json").exists()
+    lines = err.splitlines()
+    command = lines[lines.index(next(line for line in lines if line.endswith("Resume with:"))) + 1]
+    last_ckpt = (first / "checkpoints" / "last.ckpt").resolve()
+    assert command.endswith(f" ckpt_path={last_ckpt}")
+    saved_epoch = torch.load(last_ckpt, weights_only=True, map_location="cpu")["epoch"]
+    assert 0 <= interrupted_at <= saved_epoch < 59  # interrupted mid-run
+
+    import shlex
+
+    resumed = subprocess.run(shlex.split(command), cwd=tmp_path, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (second,) = set(logs.glob("memorize_cpu/runs/*")) - {first}
+    results = json.loads((second / "results.json").read_text())
+    assert results["epochs"] == 60  # it ran to the end of the original run
+    import csv
+
+    epochs = {int(row["epoch"]) for row in csv.DictReader((second / "metrics.csv").open()) if row.get("epoch")}
+    assert min(epochs) == saved_epoch + 1  # it continued after the checkpoint's epoch, not from 0
+
+
+def test_nonfinite_test_metrics_are_flagged(tmp_path, caplog):
+    cfg = make_cfg([*MLP_RUN, "train=false"], tmp_path / "run")
+    net = instantiate(cfg.model, "model")
+    with torch.no_grad():
+        net.net[-1].bias.fill_(float("inf"))  # every logit inf: the loss is NaN
+    weights = tmp_path / "weights.pt"
+    torch.save(net.state_dict(), weights)
+    with caplog.at_level(logging.WARNING):
+        results = main(make_cfg([*MLP_RUN, "train=false", f"weights={weights}"], tmp_path / "run"))
+    assert results["nonfinite_metrics"] == ["test/loss"]
+    assert not math.isfinite(results["metrics"]["test/loss"])
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["nonfinite_metrics"] == ["test/loss"]
+    assert any("non-finite metrics (NaN/inf): test/loss" in r.getMessage() for r in caplog.records)

@@ -147,14 +147,28 @@ _RULES: list[tuple[str, type | tuple[type, ...], float | None, bool, float | Non
 ]
 
 
+def _missing_keys(node: Any, prefix: str = "") -> list[str]:
+    """Keys left ``???``, without resolving interpolations (one that cannot resolve, e.g. a model
+    reading ``data.input_shape.1`` of 1-d data, is reported by the fit check instead)."""
+    keys = range(len(node)) if OmegaConf.is_list(node) else list(node.keys())
+    found = []
+    for key in keys:
+        name = f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}" if prefix else str(key)
+        if OmegaConf.is_missing(node, key):
+            found.append(name)
+        elif not OmegaConf.is_interpolation(node, key) and OmegaConf.is_config(node[key]):
+            found += _missing_keys(node[key], name)
+    return found
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise one :class:`UserError` for the first value of the wrong type or out of range, and for
     values the config leaves unset (``???``)."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = sorted(_missing_keys(cfg))
     if missing:
         raise UserError(f"{missing[0]} has no value; set it on the command line, e.g. {missing[0]}=...")
     for key, kind, low, inclusive, high in _RULES:
-        value = OmegaConf.select(cfg, key, default=None)
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
         if value is None:
             continue
         kinds = kind if isinstance(kind, tuple) else (kind,)

@@ -1,21 +1,48 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written result."""
+"""Atomic file writes: a reader (or a crash) never sees a half-written result.
+
+Files get the permissions the process umask gives a newly created file (e.g. 0644 under umask
+022, 0664 under 002), as ``open()`` would: the temporary file that ``mkstemp`` creates is 0600,
+which, renamed into place, would hide results from the user's group on a shared cluster.
+"""
 
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # Elsewhere the only way to read it is to set it; the lock keeps our own threads from seeing
+    # the temporary value (other threads of the process do not create files through this path).
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it into place."""
+    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it into place
+    with the permissions the umask gives new files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -7,6 +7,7 @@
 import io
 import json
 import logging
+import math
 import sys
 import time
 import traceback
@@ -24,6 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from dlfoundations.callbacks.resume_hint import ResumeHint
 from dlfoundations.checkpoints import (
     AtomicCheckpointIO,
     check_checkpoint,
@@ -42,6 +44,7 @@ from dlfoundations.config import (
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
+from dlfoundations.preflight import preflight
 from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
 
@@ -109,6 +112,7 @@ class FitProgress(L.Callback):
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Train and test as ``cfg`` says; write ``results.json`` into the run dir; return the results."""
     validate(cfg)  # wrong types and out-of-range values: one line, before any work is done
+    preflight(cfg)  # paths, options, and whether the model fits the data and the task
     trainer_args = trainer_kwargs(cfg.trainer)  # likewise a GPU asked for where there is none
     pool = cfg.get("device_pool") or {}
     with sweep_job_device(trainer_args, pool.get("jobs_per_gpu", 1), pool.get("cpu_threads", 1)):
@@ -140,6 +144,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         # Lets the model summary show per-layer input/output sizes and FLOPs.
         task.example_input_array = torch.zeros(2, *cfg.data.input_shape)
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
+    callbacks.append(ResumeHint(output_dir))  # Ctrl-C prints the command that resumes the run
     loggers = _instantiate_group(cfg.get("logger"), "logger")
     callbacks.append(FitProgress())
     ckpt_path = resolve_ckpt_path(cfg)
@@ -178,7 +183,11 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         "fit_seconds": round(fit_seconds, 3),
         "seed": cfg.seed,
         "overrides": current_job_identity(),  # which sweep job these results are of (skip_finished)
+        # NaN/inf metrics (e.g. a test loss that overflowed) are flagged, never reported silently.
+        "nonfinite_metrics": sorted(k for k, v in metrics.items() if not math.isfinite(v)),
     }
+    if results["nonfinite_metrics"]:
+        log.warning("non-finite metrics (NaN/inf): %s; see results.json", ", ".join(results["nonfinite_metrics"]))
     if trainer.is_global_zero:
         atomic_write_json(output_dir / "results.json", results)
     if trainer.is_global_zero and cfg.get("reference") and not _in_multirun():

@@ -1,8 +1,11 @@
 """A LightningDataModule for datasets that fit in memory as tensors.
 
-Subclasses only say how to load the raw splits (``load_splits``). This class applies label
-noise and input corruption once (fixed for the whole run, drawn from ``seed``), and serves
-batches with :class:`TensorBatchLoader`.
+Subclasses only say how to load the raw splits (``load_splits``). This class holds the options
+every dataset shares: ``subset_size`` (keep the first N training items), label noise and input
+corruption (applied once, fixed for the whole run, drawn from ``seed``) and, for image data,
+batch augmentation (``augment``: random crop and flip on the device). It serves batches with
+:class:`TensorBatchLoader`. An option the data cannot honour (``augment`` on 1-d signals) is
+refused in one line, never ignored.
 
 Evaluation sets run in the validation loop every epoch (``eval_sets``; or only at the epochs
 of an :class:`~dlfoundations.callbacks.EvalSchedule`) or once in the test loop
@@ -13,25 +16,27 @@ inputs with their original labels).
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
 
+from dlfoundations.data.augment import random_crop_flip
 from dlfoundations.data.corruption import (
     INPUT_CORRUPTIONS,
     LABEL_NOISE_KINDS,
     corrupt_inputs,
     corrupt_labels,
 )
-from dlfoundations.data.loader import TensorBatchLoader
+from dlfoundations.data.loader import BatchGroup, TensorBatchLoader
 from dlfoundations.errors import UserError
 
 # "test" may also be evaluated per epoch (epoch-wise double descent follows the test error).
 EVAL_SETS = ("val", "train_eval", "train_clean", "test")
 TEST_SETS = ("test", "val", "train_eval", "train_clean")
-# Offsets keep the label-noise, input-corruption and shuffling streams independent of each other.
-_LABEL_NOISE_STREAM, _INPUT_STREAM = 1, 2
+# Offsets keep the label-noise, input-corruption, augmentation and shuffling streams independent.
+_LABEL_NOISE_STREAM, _INPUT_STREAM, _AUGMENT_STREAM = 1, 2, 3
 
 
 @dataclass
@@ -46,17 +51,29 @@ class Splits:
     y_test: Tensor
 
 
-def split_pool(x: Tensor, y: Tensor, val_size: int, subset_size: int | None) -> tuple[Tensor, ...]:
+def split_pool(x: Tensor, y: Tensor, val_size: int, train_size: int | None) -> tuple[Tensor, ...]:
     """``[pool | val]`` from a training split: val is its last ``val_size`` items, and training
-    keeps the first ``subset_size`` items of the pool (all of it when None)."""
+    keeps the first ``train_size`` items of the pool (all of it when None)."""
     n_pool = len(x) - val_size
-    n_train = n_pool if subset_size is None else subset_size
+    if n_pool < 1:
+        raise UserError(f"data.val_size={val_size} leaves none of the {len(x)} training items to train on; "
+                        f"use val_size < {len(x)}")
+    n_train = n_pool if train_size is None else train_size
     if not 0 < n_train <= n_pool:
         raise UserError(
-            f"data.subset_size={subset_size} with data.val_size={val_size} does not fit the "
-            f"{len(x)} training items; use subset_size <= {n_pool} or null"
+            f"data.train_size={train_size} with data.val_size={val_size} does not fit the "
+            f"{len(x)} training items; use train_size <= {n_pool} or null"
         )
     return x[:n_train], y[:n_train], x[n_pool:], y[n_pool:]
+
+
+def first(x: Tensor, y: Tensor, size: int | None, what: str) -> tuple[Tensor, Tensor]:
+    """The first ``size`` items (all when None), or one line saying there are fewer."""
+    if size is None:
+        return x, y
+    if not 0 < size <= len(x):
+        raise UserError(f"data.{what}={size} asks for more than the {len(x)} items there are; use <= {len(x)} or null")
+    return x[:size], y[:size]
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -76,6 +93,10 @@ class InMemoryDataModule(L.LightningDataModule):
         on_device: bool = True,
         seed: int = 0,
         steps_per_call: int = 1,
+        subset_size: int | None = None,
+        augment: bool = False,
+        crop_padding: int = 4,
+        flip: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_noise <= 1.0:
@@ -99,6 +120,10 @@ class InMemoryDataModule(L.LightningDataModule):
             raise UserError("data.batch_size and data.eval_batch_size must be >= 1")
         if steps_per_call < 1:
             raise UserError(f"steps_per_call={steps_per_call} must be >= 1")
+        if subset_size is not None and subset_size < 1:
+            raise UserError(f"data.subset_size={subset_size} must be >= 1 or null")
+        if crop_padding < 0:
+            raise UserError(f"data.crop_padding={crop_padding} must be >= 0")
         self.num_classes = num_classes
         self.declared_shape = tuple(input_shape) if input_shape is not None else None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -108,6 +133,10 @@ class InMemoryDataModule(L.LightningDataModule):
         self.on_device = on_device
         self.seed = seed
         self.steps_per_call = steps_per_call  # training batches per training_step call (see loader)
+        self.subset_size = subset_size
+        self.augment, self.crop_padding, self.flip = augment, crop_padding, flip
+        if augment and self.declared_shape is not None:
+            self._check_augmentable(self.declared_shape)
         self.splits: Splits | None = None
         self.noise_mask: Tensor | None = None
         self._device = torch.device("cpu")
@@ -116,6 +145,11 @@ class InMemoryDataModule(L.LightningDataModule):
     def load_splits(self) -> Splits:
         """Load the dataset as tensors: float inputs, int64 labels."""
         raise NotImplementedError
+
+    def files_to_write(self) -> list[Path]:
+        """Files or folders that loading will create (downloads, caches): checked for write
+        permission before anything runs. None by default."""
+        return []
 
     # -- Lightning hooks --------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -128,6 +162,9 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"data.input_shape={list(self.declared_shape)} but the data has shape {list(shape)}; "
                 "fix input_shape in the data config (models size themselves from it)"
             )
+        if self.augment:
+            self._check_augmentable(shape)
+        s.x_train, s.y_train = first(s.x_train, s.y_train, self.subset_size, "subset_size")
         if self.input_corruption is not None:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + _INPUT_STREAM)
             xs = corrupt_inputs(
@@ -145,6 +182,34 @@ class InMemoryDataModule(L.LightningDataModule):
         if "val" in self.eval_sets and len(s.x_val) == 0:
             raise UserError("data.eval_sets contains 'val' but data.val_size is 0; set val_size > 0")
         self.splits = s
+
+    def _check_augmentable(self, shape: tuple[int, ...]) -> None:
+        if len(shape) != 3:
+            raise UserError(
+                f"data.augment=true crops and flips images (channels, height, width), but these inputs have "
+                f"shape {list(shape)}; set data.augment=false"
+            )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With ``augment``: random crop (``crop_padding``) and (``flip``) horizontal flip of training
+        batches on the device, drawn from (seed, rank, global step), so a resumed run augments
+        identically."""
+        trainer = self.trainer
+        # Lightning also passes the model summary's example input (a bare tensor) through here.
+        if not self.augment or trainer is None or not trainer.training or not isinstance(batch, (tuple, BatchGroup)):
+            return batch
+        step = trainer.global_step
+        if isinstance(batch, BatchGroup):  # steps_per_call > 1: batches of optimizer steps step, step+1, ...
+            return BatchGroup(self._augment(b, step + i) for i, b in enumerate(batch))
+        return self._augment(batch, step)
+
+    def _augment(self, batch: tuple[Tensor, Tensor], step: int) -> tuple[Tensor, Tensor]:
+        x, y = batch
+        trainer = self.trainer
+        stream = step * max(1, trainer.world_size) + trainer.global_rank
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed((self.seed * 1_000_003 + _AUGMENT_STREAM) * 1_000_003 + stream)
+        return random_crop_flip(x, self.crop_padding, self.flip, generator), y
 
     def _target_device(self) -> torch.device:
         # Keep the dataset on the accelerator when training there: no host->device copy per step.

@@ -20,6 +20,11 @@ def open_dataset(open_fn: Callable[[], T], name: str, folder: Path, files: str, 
         return open_fn()
     except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
         raise _missing(name, folder, files, alternative) from err
+    except PermissionError as err:  # an OSError, but no sign of damaged files
+        raise UserError(
+            f"{name}: no permission to write {err.filename or folder} ({err.strerror}); put the files there, "
+            f"point paths.data_dir (or $DLF_DATA_DIR) at a writable directory, or {alternative}."
+        ) from err
     except RuntimeError as err:
         if any(words in str(err) for words in _NOT_THERE):
             raise _missing(name, folder, files, alternative) from err

@@ -4,6 +4,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,17 +38,26 @@ class MNIST1DDataModule(InMemoryDataModule):
         self.sizes, self.dataset_seed = (train_size, val_size, test_size), dataset_seed
         self.cache_dir = Path(cache_dir) if cache_dir else None
 
-    def _generate(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _args(self) -> tuple[Any, dict[str, Any], Path | None]:
+        """The generator's arguments, the cache key (every generator setting) and the cache file."""
         a, b, c = self.sizes
         args = get_dataset_args()
         args.num_samples, args.train_split, args.seed = a + b + c, a / (a + b + c), self.dataset_seed
+        key = {k: v for k, v in vars(args).items() if k != "url"}
+        if self.cache_dir is None:
+            return args, key, None
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return args, key, self.cache_dir / "mnist1d" / f"{digest}.pt"
+
+    def files_to_write(self) -> list[Path]:
+        cache = self._args()[2]
+        return [cache] if cache is not None and not cache.exists() else []
+
+    def _generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         # Generating takes seconds (per-sample scipy work): cache the tensors, keyed by every
         # generator setting, so sweeps of many short jobs generate once.
-        key = {k: v for k, v in vars(args).items() if k != "url"}
-        cache = None
-        if self.cache_dir is not None:
-            digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-            cache = self.cache_dir / "mnist1d" / f"{digest}.pt"
+        args, key, cache = self._args()
+        if cache is not None:
             if cache.exists():
                 try:
                     data = torch.load(cache, weights_only=True)
@@ -64,7 +74,14 @@ class MNIST1DDataModule(InMemoryDataModule):
         x = torch.from_numpy(np.concatenate([d["x"], d["x_test"]])).float()
         y = torch.from_numpy(np.concatenate([d["y"], d["y_test"]])).long()
         if cache is not None:
-            atomic_write(cache, lambda tmp: torch.save({"x": x, "y": y, "args": json.dumps(key)}, tmp))
+            try:
+                atomic_write(cache, lambda tmp: torch.save({"x": x, "y": y, "args": json.dumps(key)}, tmp))
+            except OSError as err:
+                raise UserError(
+                    f"data.cache_dir={self.cache_dir} is not writable ({err.strerror or err}): MNIST-1D caches its "
+                    "generated data there; point paths.data_dir (or $DLF_DATA_DIR) at a writable directory, "
+                    "or set data.cache_dir=null"
+                ) from err
         return x, y
 
     def load_splits(self) -> Splits:
