@@ -34,6 +34,7 @@ OFFLINE = [d for d in names("data") if "data_dir" not in OmegaConf.load(CONF / "
 FIT_REFUSAL = re.compile(r"^model=\S+ (\(task=\w+\) cannot take|cannot be trained by task=\w+ on) data=(\w+) .*"
                          r"(data configs that fit: (?P<fits>[\w, ]+)|use task=\w+ with data=(?P<other>[\w|]+))$")
 SIZE_REFUSAL = re.compile(r"^data\.(train_size|val_size|test_size|subset_size)\b")
+OPTION_REFUSAL = re.compile(r"^data=\w+ has no option (?P<key>\w+) \(an experiment may set it\)")
 
 
 @pytest.mark.parametrize("data", names("data"))
@@ -56,6 +57,10 @@ def test_every_experiment_takes_every_data_config_that_fits(experiment, data, tm
             fits = (match["fits"] or "").split(", ")
             assert data not in fits
             assert own in fits or match["other"], "the experiment's own data config must be among those that fit"
+        elif OPTION_REFUSAL.match(str(err)):  # an option of the experiment's own data config
+            key = OPTION_REFUSAL.match(str(err))["key"]
+            assert key in (OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").get("data") or {}), str(err)
+            assert data not in OFFLINE or own in OFFLINE, f"experiment={experiment} data={data} must run: {err}"
         else:  # the data holds fewer items than the experiment asks for
             assert SIZE_REFUSAL.match(str(err)), f"neither a fit nor a size refusal: {err}"
             offline_substitute = own not in OFFLINE and data in OFFLINE
