@@ -23,7 +23,7 @@ from dlfoundations.data.corruption import (
     corrupt_inputs,
     corrupt_labels,
 )
-from dlfoundations.data.loader import TensorBatchLoader
+from dlfoundations.data.loader import BatchTransform, TensorBatchLoader
 from dlfoundations.errors import UserError
 
 EVAL_SETS = ("val", "train_eval", "train_clean")
@@ -73,7 +73,6 @@ class InMemoryDataModule(L.LightningDataModule):
         test_sets: list[str] | tuple[str, ...] = ("test",),
         on_device: bool = True,
         seed: int = 0,
-        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_noise <= 1.0:
@@ -95,8 +94,6 @@ class InMemoryDataModule(L.LightningDataModule):
             raise UserError(f"data.test_sets has unknown entries {unknown}; use some of {TEST_SETS}")
         if batch_size < 1 or eval_batch_size < 1:
             raise UserError("data.batch_size and data.eval_batch_size must be >= 1")
-        if steps_per_call < 1:
-            raise UserError(f"steps_per_call={steps_per_call} must be >= 1")
         self.num_classes = num_classes
         self.declared_shape = tuple(input_shape) if input_shape is not None else None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -105,7 +102,6 @@ class InMemoryDataModule(L.LightningDataModule):
         self.eval_sets, self.test_sets = list(eval_sets), list(test_sets)
         self.on_device = on_device
         self.seed = seed
-        self.steps_per_call = steps_per_call  # training batches per training_step call (see loader)
         self.splits: Splits | None = None
         self.noise_mask: Tensor | None = None
         self._device = torch.device("cpu")
@@ -114,6 +110,10 @@ class InMemoryDataModule(L.LightningDataModule):
     def load_splits(self) -> Splits:
         """Load the dataset as tensors: float inputs, int64 labels."""
         raise NotImplementedError
+
+    def train_transform(self) -> BatchTransform | None:
+        """Augmentation of training batches (on their device), or None; see TensorBatchLoader."""
+        return None
 
     # -- Lightning hooks --------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -162,7 +162,8 @@ class InMemoryDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
-            steps_per_call=self.steps_per_call if train else 1,
+            transform=self.train_transform() if train else None,
+            transform_seed=self.seed,
         )
 
     def train_dataloader(self) -> TensorBatchLoader:

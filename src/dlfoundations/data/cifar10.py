@@ -9,18 +9,18 @@ from torchvision.datasets import CIFAR10
 from dlfoundations.data.augment import random_crop_flip
 from dlfoundations.data.base import InMemoryDataModule, Splits, split_pool
 from dlfoundations.data.files import open_dataset
-from dlfoundations.data.loader import BatchGroup
+from dlfoundations.data.loader import BatchTransform
 from dlfoundations.errors import UserError
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-_AUGMENT_STREAM = 3
 
 
 class CIFAR10DataModule(InMemoryDataModule):
     """CIFAR-10; val is the last ``val_size`` of the 50,000 training images. ``augment`` applies
-    random crop (``crop_padding``) and horizontal flip to training batches on the device, with
-    randomness drawn from (seed, rank, global step) so a resumed run augments identically."""
+    random crop (``crop_padding``) and horizontal flip to training batches on the device, inside
+    the loader, with randomness drawn from (seed, epoch, rank, batch index) so a resumed run
+    augments identically."""
 
     def __init__(
         self,
@@ -66,20 +66,13 @@ class CIFAR10DataModule(InMemoryDataModule):
             x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
         return x
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        trainer = self.trainer
-        # Lightning also passes the model summary's example input (a bare tensor) through here.
-        if not self.augment or trainer is None or not trainer.training or not isinstance(batch, (tuple, BatchGroup)):
-            return batch
-        step = trainer.global_step
-        if isinstance(batch, BatchGroup):  # steps_per_call > 1: batches of optimizer steps step, step+1, ...
-            return BatchGroup(self._augment(b, step + i) for i, b in enumerate(batch))
-        return self._augment(batch, step)
+    def train_transform(self) -> BatchTransform | None:
+        if not self.augment:
+            return None
+        padding, flip = self.crop_padding, self.flip
 
-    def _augment(self, batch: tuple[Tensor, Tensor], step: int) -> tuple[Tensor, Tensor]:
-        x, y = batch
-        trainer = self.trainer
-        stream = step * max(1, trainer.world_size) + trainer.global_rank
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed((self.seed * 1_000_003 + _AUGMENT_STREAM) * 1_000_003 + stream)
-        return random_crop_flip(x, self.crop_padding, self.flip, generator), y
+        def augment(batch: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, ...]:
+            x, *rest = batch
+            return (random_crop_flip(x, padding, flip, generator), *rest)
+
+        return augment
