@@ -16,11 +16,13 @@ from helpers import make_cfg, run_cli
 MLP = ["data=mnist1d", "data.train_size=470", "data.val_size=0", "data.test_size=100", "data.batch_size=50",
        "data.label_noise=0.2", "model=mlp", "model.width=32", "trainer.max_epochs=3",
        "callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.training_curves=null",
-       "scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"]
+       "scheduler=step", "scheduler.factory.step_size=1", "scheduler.factory.gamma=0.5"]
 CIFAR = ["data=cifar10", "data.subset_size=150", "data.batch_size=16", "model=cnn", "model.width=4",
          "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-         "callbacks.training_curves=null", "task.scheduler_interval=step",
-         "scheduler={_target_:dlfoundations.tasks.schedules.InverseSqrtSteps,_partial_:true,every:4}"]
+         "callbacks.training_curves=null", "scheduler=inverse_sqrt", "scheduler.factory.every=4"]
+
+
+MLP_CONSTANT_LR = [o for o in MLP if not o.startswith("scheduler")]
 
 
 def _augment(batch, generator):
@@ -91,6 +93,16 @@ def test_gradient_flow_ratios_do_not_depend_on_steps_per_call(tmp_path):
     assert ratios[1] == ratios[7]  # the hook ran after every backward, on the same gradients
 
 
+def test_plateau_scheduler_steps_on_its_monitored_metric(tmp_path):
+    # threshold=10 (relative): no epoch can improve on the best by 1000%, so with patience 0 every
+    # epoch's train/loss counts as bad and the lr drops by `factor` at each of the 3 epoch ends.
+    results = main(make_cfg([*MLP_CONSTANT_LR, "steps_per_call=5", "scheduler=plateau", "scheduler.factory.patience=0",
+                             "+scheduler.factory.threshold=10", "optimizer.lr=0.1"], tmp_path))
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    lrs = [group["lr"] for group in state["optimizer_states"][0]["param_groups"]]
+    assert results["epochs"] == 3 and lrs == [pytest.approx(0.1 * 0.1**3)], lrs
+
+
 def test_max_steps_stops_inside_a_call(tmp_path):
     results = main(make_cfg([*MLP, "steps_per_call=4", "+trainer.max_steps=6"], tmp_path))
     assert results["global_step"] == 6
@@ -103,7 +115,7 @@ def test_trainer_clipping_points_to_the_task_option(tmp_path):
 
 def test_divergence_is_caught_with_several_steps_per_call(tmp_path):
     with pytest.raises(UserError, match=r"diverged: the loss became NaN/inf in epoch 0 \(optimizer steps 0-9\)"):
-        main(make_cfg([*MLP, "steps_per_call=4", "optimizer.lr=1e8", "scheduler=null"], tmp_path))
+        main(make_cfg([*MLP_CONSTANT_LR, "steps_per_call=4", "optimizer.lr=1e8"], tmp_path))
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
