@@ -20,7 +20,8 @@ from dlfoundations.config import compose_config
 from dlfoundations.train import main
 
 QUIET = ["print_config=false", "test=false", "logger=csv"]
-MLP = ["experiment=double_descent", "model.width=100", *QUIET]  # no callbacks in this experiment
+MLP = ["experiment=double_descent", "model.width=100", "data.eval_sets=[]", "callbacks.eval_schedule=null",
+       *QUIET]  # no callbacks, no per-epoch evaluation
 CNN = ["experiment=memorize", "data=mnist_bundled", "~data.subset_size", "data.train_size=4000",
        "data.val_size=500", "data.test_size=500", "model=smallnet", "model.width=8", "model.hidden=128", *QUIET,
        "callbacks.model_checkpoint=null", "callbacks.training_curves=null", "callbacks.rng_state=null"]

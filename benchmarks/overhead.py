@@ -32,7 +32,7 @@ from dlfoundations.train import main
 # name -> (overrides, epochs, quick epochs)
 WORKLOADS = {
     "MNIST-1D MLP 40-100-100-10 (experiment=double_descent)": (
-        ["experiment=double_descent", "model.width=100"], 500, 20),
+        ["experiment=double_descent", "model.width=100", "data.eval_sets=[]", "callbacks.eval_schedule=null"], 500, 20),
     "small CNN on MNIST-sized data (experiment=memorize, model=smallnet width 8, 0.8M params)": (
         ["experiment=memorize", "data=mnist_bundled", "~data.subset_size", "data.train_size=4000",
          "data.val_size=500", "data.test_size=500", "model=smallnet", "model.width=8", "model.hidden=128"], 5, 1),

@@ -25,7 +25,8 @@ WIDTHS = 19  # conf/experiment/double_descent.yaml
 def _sweep(launcher: str, epochs: int, tmp: Path) -> float:
     log_dir = tmp / f"{launcher}-{epochs}"
     cmd = [sys.executable, "src/train.py", "-m", f"hydra/launcher={launcher}", "experiment=double_descent",
-           f"trainer.max_epochs={epochs}", f"paths.log_dir={log_dir}"]
+           f"trainer.max_epochs={epochs}", f"paths.log_dir={log_dir}",
+           "data.eval_sets=[]", "callbacks.eval_schedule=null"]  # as measured before the eval schedule
     env = {**os.environ, "DLF_DATA_DIR": str(tmp / "data")}
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)

@@ -5,7 +5,9 @@
 
 Works on partial sweeps and on sweeps where jobs failed: finished jobs are plotted, the others
 are listed. Without --x/--y/... it uses the sweep's own sweep_summary settings (from a job's
-.hydra/hydra.yaml), as the end-of-sweep callback would have.
+.hydra/hydra.yaml), as the end-of-sweep callback would have. With x num_params (the default) and
+the same parameter count in every job, x is the swept setting instead. A metric or column that no
+job has is a one-line error (exit 2) naming those there are, and nothing is written.
 """
 
 import argparse
@@ -14,9 +16,12 @@ from pathlib import Path
 
 import yaml
 
-from dlfoundations.sweeps import write_summary
+from dlfoundations.errors import UserError
+from dlfoundations.sweeps import collect, write_summary
+from dlfoundations.sweeps.summary import check_options
 
-OPTIONS = ("x", "y", "labels", "logx", "logy", "title", "xlabel", "ylabel", "group_by")
+OPTIONS = ("x", "y", "labels", "logx", "logy", "title", "xlabel", "ylabel", "group_by", "replicate_keys", "band",
+           "epsilon", "threshold_x")
 
 
 def sweep_settings(sweep_dir: Path) -> dict:
@@ -29,32 +34,51 @@ def sweep_settings(sweep_dir: Path) -> dict:
     return {}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--x", help="column for the x axis (default: num_params)")
-    parser.add_argument("--y", nargs="+", help="metrics to plot, e.g. test/err train_eval/err")
-    parser.add_argument("--group-by", help="one curve per value of this override, e.g. data.label_noise")
-    parser.add_argument("--linear-x", action="store_true", help="linear instead of log x axis")
-    parser.add_argument("--title")
-    args = parser.parse_args(argv)
+def summarize(args: argparse.Namespace) -> int:
     if not args.sweep_dir.is_dir():
-        print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
-        return 2
+        raise UserError(f"{args.sweep_dir} is not a directory; give a sweep dir (logs/<task>/multiruns/<date>_<id>)")
     options = sweep_settings(args.sweep_dir)
-    for key, value in (("x", args.x), ("y", args.y), ("group_by", args.group_by), ("title", args.title)):
-        if value:
+    for key, value in (("x", args.x), ("y", args.y), ("group_by", args.group_by), ("title", args.title),
+                       ("band", args.band), ("epsilon", args.epsilon)):
+        if value is not None:
             options[key] = value
     if args.linear_x:
         options["logx"] = False
+    # Check before writing: a typo must not replace a good summary with an empty one.
+    rows, failed = collect(args.sweep_dir, keys=tuple(k for k in (options.get("x"), options.get("group_by")) if k))
+    if not rows and not failed:
+        raise UserError(f"no sweep jobs (folders with .hydra/overrides.yaml) in {args.sweep_dir}")
+    if rows:  # with no finished job there is nothing to check against (and nothing will be plotted)
+        check_options(rows, args.x, args.y, args.group_by)
     summary = write_summary(args.sweep_dir, **options)
-    print(f"{len(summary['rows'])} finished job(s) -> {args.sweep_dir / 'summary.csv'}, {args.sweep_dir / 'summary.png'}")
-    for failed in summary["failed"]:
-        print(f"failed: job {failed['job']} ({failed['overrides']}): {failed['error']}")
-    if not summary["rows"] and not summary["failed"]:
-        print(f"error: no sweep jobs (folders with .hydra/overrides.yaml) in {args.sweep_dir}", file=sys.stderr)
-        return 2
+    for f in summary["failed"]:
+        print(f"failed: job {f['job']} ({f['overrides']}): {f['error']}")
+    written = ", ".join(str(p) for p in summary["written"]) or "nothing written"
+    print(f"{len(summary['rows'])} finished job(s), x = {summary['x']} -> {written}")
+    if not summary["rows"]:
+        print(f"error: no job of {args.sweep_dir} finished; nothing to plot", file=sys.stderr)
+        return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="\n".join(__doc__.splitlines()[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="a multirun dir: job folders 0, 1, ... with .hydra/")
+    parser.add_argument("--x", help="column for the x axis (default: num_params, or the swept setting)")
+    parser.add_argument("--y", nargs="+", help="metrics to plot, e.g. test/err train_eval/err")
+    parser.add_argument("--group-by", help="one curve per value of this setting, e.g. data.label_noise")
+    parser.add_argument("--linear-x", action="store_true", help="linear instead of log x axis")
+    parser.add_argument("--title")
+    parser.add_argument("--band", choices=["std", "ci95", "none"], help="band over seeds: mean +- std, 95%% CI, none")
+    parser.add_argument("--epsilon", type=float, help="interpolation threshold: train_eval/err <= epsilon (0.01)")
+    args = parser.parse_args(argv)
+    try:
+        return summarize(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ def test_ridge_solution_equals_a_least_squares_solve(n, p, lam):
 
 
 def rf_run(width: int, tmp_path) -> dict[str, float]:
-    return main(make_cfg(["experiment=double_descent_rf", f"model.width={width}"], tmp_path / str(width)))["metrics"]
+    # The project's torch stream (the experiment defaults to the course's numpy stream, see test_paper_models).
+    return main(make_cfg(["experiment=double_descent_rf", "data.stream=torch", f"model.width={width}"],
+                         tmp_path / str(width)))["metrics"]
 
 
 def test_fixed_lambda_peaks_at_the_interpolation_threshold_and_tuning_removes_it(tmp_path):
@@ -41,7 +43,7 @@ def test_fixed_lambda_peaks_at_the_interpolation_threshold_and_tuning_removes_it
 
 
 def test_test_error_is_the_l2_norm_of_the_residual(tmp_path):
-    cfg = make_cfg(["experiment=double_descent_rf", "model.width=51"], tmp_path)
+    cfg = make_cfg(["experiment=double_descent_rf", "data.stream=torch", "model.width=51"], tmp_path)
     metrics = main(cfg)["metrics"]
     # Recompute from scratch: same seed -> same data and features; fixed-lambda ridge on them.
     from dlfoundations.data import LinearRegressionDataModule

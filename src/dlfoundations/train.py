@@ -24,7 +24,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from dlfoundations.checkpoints import AtomicCheckpointIO, check_checkpoint, load_weights, resolve_ckpt_path
+from dlfoundations.checkpoints import (
+    AtomicCheckpointIO,
+    check_checkpoint,
+    check_weight_sources,
+    load_weights,
+    resolve_ckpt_path,
+)
 from dlfoundations.config import (
     config_tree,
     quiet_known_noise,
@@ -37,6 +43,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
 from dlfoundations.sweeps.devices import sweep_job_device
+from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -68,13 +75,35 @@ def _instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
 @rank_zero_only
 def _save_config(cfg: DictConfig, output_dir: Path) -> None:
     atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # With its interpolations: what python src/eval.py rebuilds the run from (overrides then propagate).
+    atomic_write_text(output_dir / "config_unresolved.yaml", OmegaConf.to_yaml(cfg))
     buffer = io.StringIO()
     rich.console.Console(file=buffer, width=110, color_system=None).print(config_tree(cfg))
     atomic_write_text(output_dir / "config_tree.log", buffer.getvalue())
 
 
 def _as_floats(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor))}
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float, torch.Tensor)) and not k.startswith(FitProgress.prefix)}
+
+
+class FitProgress(L.Callback):
+    """Puts the epoch and step counts of a fit into ``trainer.callback_metrics``: under
+    ``strategy=ddp_spawn`` the fit runs in worker processes and the main process's trainer keeps
+    its counters at 0, but Lightning sends the callback metrics back to it."""
+
+    prefix = "fit_progress/"
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.callback_metrics[self.prefix + "epochs"] = torch.tensor(trainer.current_epoch)
+        trainer.callback_metrics[self.prefix + "global_step"] = torch.tensor(trainer.global_step)
+
+    @classmethod
+    def counts(cls, trainer: L.Trainer) -> tuple[int, int]:
+        """(epochs, global_step) of the last fit, wherever it ran."""
+        metrics = trainer.callback_metrics
+        return (int(metrics.get(cls.prefix + "epochs", trainer.current_epoch)),
+                int(metrics.get(cls.prefix + "global_step", trainer.global_step)))
 
 
 def main(cfg: DictConfig) -> dict[str, Any]:
@@ -99,15 +128,21 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data, "data")
     net = instantiate(cfg.model, "model")
-    if cfg.get("weights"):
-        load_weights(net, cfg.weights)
+    fit, test, weights = cfg.get("train", True), cfg.get("test", True), cfg.get("weights")
+    check_weight_sources(fit, test, cfg.get("ckpt_path"), weights)
+    if weights and cfg.get("ckpt_path"):
+        # Resuming (e.g. a fine-tuning run): the checkpoint restores the trained weights.
+        log.info("weights=%s not loaded: ckpt_path=%s restores the weights", weights, cfg.ckpt_path)
+    elif weights:
+        load_weights(net, weights)
     task = instantiate(cfg.task, "task", net=net)
     if cfg.data.get("input_shape"):
         # Lets the model summary show per-layer input/output sizes and FLOPs.
         task.example_input_array = torch.zeros(2, *cfg.data.input_shape)
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = _instantiate_group(cfg.get("logger"), "logger")
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name)
+    callbacks.append(FitProgress())
+    ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:
         check_checkpoint(ckpt_path, task)
     if trainer_args.get("enable_checkpointing") is None and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
@@ -120,35 +155,52 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         logger.log_hyperparams(hparams)
 
     start = time.perf_counter()
-    if cfg.get("train", True):
+    if fit:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = _as_floats(trainer.callback_metrics)
     fit_seconds = time.perf_counter() - start
-    if cfg.get("test", True):
-        trainer.test(task, datamodule=datamodule, verbose=cfg.get("print_config", True))
+    if test:
+        # Without fit, the weights to test are the checkpoint's (weights=... are already in the net).
+        trainer.test(task, datamodule=datamodule, verbose=cfg.get("print_config", True),
+                     ckpt_path=None if fit else ckpt_path, weights_only=True)
         metrics.update(_as_floats(trainer.callback_metrics))
 
     name = cfg.get("optimized_metric")
+    epochs, global_step = FitProgress.counts(trainer)
     results = {
         "metrics": metrics,
         "optimized_metric": name,
         "optimized_value": metrics.get(name) if name else None,
         "num_params": count_parameters(net),
         "width": cfg.model.get("width"),
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
+        "epochs": epochs,
+        "global_step": global_step,
         "fit_seconds": round(fit_seconds, 3),
         "seed": cfg.seed,
+        "overrides": current_job_identity(),  # which sweep job these results are of (skip_finished)
     }
     if trainer.is_global_zero:
         atomic_write_json(output_dir / "results.json", results)
+    if trainer.is_global_zero and cfg.get("reference") and not _in_multirun():
+        _write_run_report(output_dir)  # a sweep writes one report for all its jobs at its end
     if name and name not in metrics:
         log.warning("optimized_metric=%s was not logged; logged metrics: %s", name, sorted(metrics))
     if trainer.is_global_zero:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-        log.info("%d epochs in %.1f s: %s", trainer.current_epoch, fit_seconds, summary)
+        log.info("%d epochs in %.1f s: %s", epochs, fit_seconds, summary)
         log.info("run dir: %s", output_dir)
     return results
+
+
+def _write_run_report(output_dir: Path) -> None:
+    from dlfoundations.sweeps.report import write_report
+
+    try:
+        report = write_report(output_dir)
+        log.info("reproduction report: %d within tolerance, %d out of tolerance, %d not measured -> %s",
+                 report["passed"], report["out_of_tolerance"], report["not_measured"], output_dir / "report.md")
+    except UserError as err:
+        log.warning("no reproduction report: %s", err)
 
 
 def record_failure(output_dir: Path, err: BaseException) -> None:
@@ -157,6 +209,7 @@ def record_failure(output_dir: Path, err: BaseException) -> None:
         atomic_write_json(output_dir / "failure.json", {
             "error": f"{type(err).__name__}: {err}".splitlines()[0],
             "traceback": "".join(traceback.format_exception(err)),
+            "overrides": current_job_identity(),
         })
     except OSError:
         log.exception("could not write failure.json")
@@ -185,11 +238,17 @@ def hydra_main(cfg: DictConfig) -> float | None:
     A failing job of a multirun records ``failure.json`` and returns None, so the other jobs and
     the sweep summary still run; a single run prints user mistakes as one line and exits 2.
     """
-    results = Path(cfg.paths.output_dir) / "results.json"
-    if cfg.get("skip_finished") and results.exists():
-        # Re-launching a sweep into its own sweep dir completes it: finished jobs are not rerun.
-        log.info("skip_finished: %s exists, not running this job again", results)
-        return json.loads(results.read_text()).get("optimized_value")
+    output_dir = Path(cfg.paths.output_dir)
+    identity = current_job_identity()
+    if cfg.get("skip_finished") and identity is not None and (done := finished_results(output_dir, identity)):
+        # Re-launching a sweep into its own sweep dir completes it: a job dir whose results are of
+        # exactly this job's overrides is not run again (job numbers alone may name other jobs).
+        log.info("skip_finished: %s holds this job's results, not running it again", output_dir / "results.json")
+        return done.get("optimized_value")
+    if _in_multirun() and is_launching_process():
+        # A re-used job dir (re-launch into the same sweep dir) must not mix two jobs' files.
+        if aside := set_aside_previous(output_dir, identity):
+            log.info("moved what an earlier job left in %s to %s", output_dir, aside)
     try:
         return main(cfg)["optimized_value"]
     except Exception as err:

@@ -4,7 +4,8 @@ Subclasses only say how to load the raw splits (``load_splits``). This class app
 noise and input corruption once (fixed for the whole run, drawn from ``seed``), and serves
 batches with :class:`TensorBatchLoader`.
 
-Evaluation sets run in the validation loop every epoch (``eval_sets``) or once in the test loop
+Evaluation sets run in the validation loop every epoch (``eval_sets``; or only at the epochs
+of an :class:`~dlfoundations.callbacks.EvalSchedule`) or once in the test loop
 after fit (``test_sets``, default just ``test``), each logged under its own prefix:
 ``val`` (held-out data), ``train_eval`` (the training inputs with the training labels, noisy
 or not, in eval mode: the "train accuracy" of the papers) and ``train_clean`` (the training
@@ -26,8 +27,9 @@ from dlfoundations.data.corruption import (
 from dlfoundations.data.loader import BatchTransform, TensorBatchLoader
 from dlfoundations.errors import UserError
 
-EVAL_SETS = ("val", "train_eval", "train_clean")
-TEST_SETS = ("test", *EVAL_SETS)
+# "test" may also be evaluated per epoch (epoch-wise double descent follows the test error).
+EVAL_SETS = ("val", "train_eval", "train_clean", "test")
+TEST_SETS = ("test", "val", "train_eval", "train_clean")
 # Offsets keep the label-noise, input-corruption and shuffling streams independent of each other.
 _LABEL_NOISE_STREAM, _INPUT_STREAM = 1, 2
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from dlfoundations.models.alexnet import MNISTAlexNet
 from dlfoundations.models.cnn import CNN
+from dlfoundations.models.cnn1d import CNN1d
 from dlfoundations.models.mlp import MLP, ResidualMLP
 from dlfoundations.models.nin import LNiN, FullyConvLNiN, to_fully_convolutional
 from dlfoundations.models.random_features import RandomFeatures
@@ -17,7 +18,7 @@ from dlfoundations.models.stm import BottleneckBlock, GroupedSTMBlock, STMBlock,
 from dlfoundations.models.vgg import VGG
 
 __all__ = [
-    "BottleneckBlock", "CNN", "FullyConvLNiN", "GroupedSTMBlock", "LNiN", "MLP", "MNISTAlexNet",
+    "BottleneckBlock", "CNN", "CNN1d", "FullyConvLNiN", "GroupedSTMBlock", "LNiN", "MLP", "MNISTAlexNet",
     "PreActResNet18", "RandomFeatures", "ResNet18", "ResidualMLP", "STMBlock", "STMNet", "SmallNet", "VGG", "count_parameters",
     "stm_paths_to_grouped", "to_fully_convolutional",
 ]

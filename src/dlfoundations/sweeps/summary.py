@@ -1,10 +1,13 @@
 """Collect every job of a Hydra sweep dir into ``summary.csv`` and ``summary.png``.
 
 A job is a folder with ``.hydra/overrides.yaml``. It finished when it has ``results.json``
-(written atomically at its end); otherwise it failed (``failure.json`` says why) or is still
-running. Summaries are written for whatever finished, and name the rest.
+(written atomically at its end) recorded for the job's own overrides; otherwise it failed
+(``failure.json`` says why) or is still running. Summaries are written for whatever finished, and
+name the rest. The steps are separate functions: :func:`collect`, :func:`choose_x`,
+:func:`write_csv`, :func:`plot_summary`; :func:`write_summary` chains them.
 """
 
+import atexit
 import csv
 import io
 import json
@@ -17,100 +20,179 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dlfoundations.io import atomic_write, atomic_write_text
+from dlfoundations.errors import UserError
+from dlfoundations.io import atomic_write_text
+from dlfoundations.sweeps.jobs import is_launching_process, job_identity, recorded_identity
 
 log = logging.getLogger(__name__)
+NOT_METRICS = ("job", "num_params")
 
 
-def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    jobs = (p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml"))
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name))
+
+
+def config_value(job: Path, key: str) -> Any:
+    """``key`` (dotted) of the resolved config the job's run saved (``config.yaml``); None if absent."""
+    path = job / "config.yaml"
+    node: Any = yaml.safe_load(path.read_text()) if path.exists() else None
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def collect(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Rows of finished jobs (overrides, num_params, metrics, ``*/err`` = 1 - ``*/acc``) and the
-    failed/unfinished jobs with their error, both sorted by job number."""
+    failed/unfinished jobs with their error, both sorted by job number. ``keys`` that a job did not
+    override are read from the config its run saved, so every row says what its value was."""
     rows, failed = [], []
-    jobs = sorted((p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")),
-                  key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name))
-    for job in jobs:
+    for job in _job_dirs(Path(sweep_dir)):
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-        params = dict(o.split("=", 1) for o in overrides if "=" in o)
         results = job / "results.json"
-        if results.exists():
-            data = json.loads(results.read_text())
-            metrics = dict(data.get("metrics", {}))
-            metrics.update({k[:-4] + "/err": 1.0 - v for k, v in data.get("metrics", {}).items() if k.endswith("/acc")})
-            rows.append({"job": job.name, **params, "num_params": data.get("num_params"), **metrics})
-        else:
+        recorded = recorded_identity(job)
+        if results.exists() and recorded is not None and recorded != job_identity(overrides):
+            # A re-launch with other overrides reuses job numbers; never show one job's numbers
+            # under another job's overrides.
+            failed.append({"job": job.name, "overrides": " ".join(overrides),
+                           "error": f"results.json is of other overrides ({' '.join(recorded)}): "
+                                    "not finished with these; re-launch with skip_finished=true"})
+            continue
+        if not results.exists():
             failure = job / "failure.json"
             error = json.loads(failure.read_text()).get("error", "?") if failure.exists() else \
-                "no results.json: the job crashed without a trace or is still running"
+                "no results.json: the job crashed without a trace, was interrupted or is still running"
             failed.append({"job": job.name, "overrides": " ".join(overrides), "error": error})
+            continue
+        data = json.loads(results.read_text())
+        params = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o and not o.startswith("~"))
+        for key in keys:
+            if key and key not in params and key not in NOT_METRICS:
+                value = config_value(job, key)
+                if value is not None:
+                    params[key] = value
+        metrics = dict(data.get("metrics", {}))
+        metrics.update({k[:-4] + "/err": 1.0 - v for k, v in data.get("metrics", {}).items() if k.endswith("/acc")})
+        rows.append({"job": job.name, **params, "num_params": data.get("num_params"), **metrics})
     return rows, failed
 
 
-def _to_float(value: Any) -> float | None:
+def to_float(value: Any) -> float | None:
+    """``value`` as a float, or None where it is not a number."""
     try:
         return float(value)
     except (TypeError, ValueError):
         return None
 
 
+def columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every column of the rows, in first-seen order."""
+    return list(dict.fromkeys(k for row in rows for k in row))
+
+
+def varying(rows: list[dict[str, Any]], key: str) -> bool:
+    """Whether ``key`` takes more than one value over the rows."""
+    return len({str(row.get(key)) for row in rows}) > 1
+
+
+def choose_x(rows: list[dict[str, Any]], x: str, group_by: str | None = None) -> str:
+    """``x``, unless it is ``num_params`` and the parameter count is the same in every row (a
+    label-noise sweep, say): then the swept override with numeric values (seed last), so that the
+    points do not all sit at one x."""
+    if x != "num_params" or len(rows) < 2 or varying(rows, "num_params"):
+        return x
+    swept = [k for k in columns(rows) if k not in (*NOT_METRICS, group_by) and "/" not in k and varying(rows, k)
+             and all(to_float(row.get(k)) is not None for row in rows)]
+    swept.sort(key=lambda k: k == "seed")
+    return swept[0] if swept else x
+
+
+def check_options(rows: list[dict[str, Any]], x: str | None = None, y: list[str] | None = None,
+                  group_by: str | None = None) -> None:
+    """A :class:`UserError` naming what there is, for an x, y or group_by that no row has."""
+    have = columns(rows)
+    metrics = sorted(k for k in have if "/" in k)
+    for metric in y or []:
+        if metric not in have:
+            raise UserError(f"no metric {metric!r} in this sweep's results; available: {', '.join(metrics) or 'none'}")
+    settings = sorted(k for k in have if k not in metrics and k != "job")
+    for option, key in (("x", x), ("group-by", group_by)):
+        if key and key not in have:
+            raise UserError(f"--{option} {key}: no such column in this sweep; available: {', '.join(settings + metrics)}")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """One row per finished job, every column any job has."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns(rows))
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def write_failed(sweep_dir: Path, failed: list[dict[str, str]]) -> Path | None:
+    """``failed.txt`` naming every job without results, or no such file once all have finished."""
+    path = sweep_dir / "failed.txt"
+    if not failed:
+        path.unlink(missing_ok=True)  # left by an earlier launch whose failed jobs have since finished
+        return None
+    for f in failed:
+        log.warning("sweep job %s (%s) failed: %s", f["job"], f["overrides"], f["error"])
+    return atomic_write_text(path, "".join(f"job {f['job']} ({f['overrides']}): {f['error']}\n" for f in failed))
+
+
 def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | None = None,
                   labels: list[str] | None = None, logx: bool = True, title: str | None = None,
                   xlabel: str | None = None, ylabel: str | None = None, group_by: str | None = None,
-                  logy: bool = False) -> dict[str, Any]:
-    """Write ``summary.csv``, ``summary.png`` and ``failed.txt`` (if any job failed) into the sweep
-    dir; one curve per ``y`` metric (and per value of the ``group_by`` override, if given)."""
+                  logy: bool = False, replicate_keys: list[str] | None = None, band: str = "std",
+                  epsilon: float = 0.01, threshold_x: str = "model.width") -> dict[str, Any]:
+    """Write ``summary.csv``, ``summary.png`` (where any job finished) and ``failed.txt`` (where any
+    failed) into the sweep dir; one curve per ``y`` metric (and per value of ``group_by``).
+    Jobs differing only in ``replicate_keys`` (default: seed) are one point with a ``band``
+    (std | ci95 | none); see :mod:`dlfoundations.sweeps.analysis` for summary_agg.csv, the
+    interpolation threshold (train error <= ``epsilon``), heatmaps and the reproduction report.
+    Returns the rows, the failed jobs, the x used, the aggregate, thresholds and the paths ``written``."""
+    from dlfoundations.sweeps.analysis import analyse_sweep, finish_sweep
+    from dlfoundations.sweeps.plot import plot_summary
+
     sweep_dir = Path(sweep_dir)
-    rows, failed = collect(sweep_dir)
+    rows, failed = collect(sweep_dir, keys=tuple(k for k in (x, group_by) if k))
     y = list(y or ["test/err", "train_eval/err"])
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(sweep_dir / "summary.csv", buffer.getvalue())
-    if failed:
-        atomic_write_text(sweep_dir / "failed.txt", "".join(f"job {f['job']} ({f['overrides']}): {f['error']}\n" for f in failed))
-        for f in failed:
-            log.warning("sweep job %s (%s) failed: %s", f["job"], f["overrides"], f["error"])
+    written: list[Path] = []
+    chosen = choose_x(rows, x, group_by)
     if rows:
-        _plot(sweep_dir / "summary.png", rows, x, y, labels, (logx, logy), title or sweep_dir.name, xlabel, ylabel,
-              group_by, failed)
-    return {"rows": rows, "failed": failed}
-
-
-def _plot(path, rows, x, y, labels, log_axes, title, xlabel, ylabel, group_by, failed) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = sorted({row.get(group_by) for row in rows}, key=str) if group_by else [None]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for g_index, g in enumerate(groups):
-        for i, metric in enumerate(y):
-            points = sorted((_to_float(r.get(x)), _to_float(r.get(metric))) for r in rows
-                            if (group_by is None or r.get(group_by) == g))
-            points = [(a, b) for a, b in points if a is not None and b is not None]
-            if not points:
-                continue
-            label = labels[i] if labels and i < len(labels) else metric
-            if group_by:
-                label = f"{label} ({group_by}={g})"
-            # Colour = metric, line style = group: curves of one metric stay recognisable.
-            ax.plot(*zip(*points), marker="o", markersize=3, label=label, color=f"C{i}",
-                    linestyle=("-", "--", ":", "-.")[g_index % 4])
-    if log_axes[0]:
-        ax.set_xscale("log")
-    if log_axes[1]:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or ", ".join(y))
-    note = f" ({len(failed)} failed job(s) not shown)" if failed else ""
-    ax.set_title(title + note)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+        written.append(write_csv(sweep_dir / "summary.csv", rows))
+        missing = [m for m in y if m not in columns(rows)]
+        if missing:
+            log.warning("sweep summary: no %s in the results; plotting %s", ", ".join(missing),
+                        ", ".join(m for m in y if m not in missing) or "nothing")
+        if group_by and group_by not in columns(rows):
+            log.warning("sweep summary: no value of %s in the jobs; one curve per metric", group_by)
+            group_by = None
+        if chosen != x:
+            log.info("sweep summary: %s is the same in every job; x is the swept %s", x, chosen)
+        xs = [v for v in (to_float(r.get(chosen)) for r in rows) if v is not None]
+        if logx and chosen != x and (not xs or min(xs) <= 0 or max(xs) < 10 * min(xs)):
+            logx = False  # a swept setting such as label noise 0..1: linear, and 0 stays visible
+        if logx and xs and min(xs) <= 0:
+            log.warning("sweep summary: %s has values <= 0; linear x axis", chosen)
+            logx = False
+    analysis = analyse_sweep(sweep_dir, rows, replicate_keys or ["seed"], threshold_x, epsilon)
+    if rows:
+        png = plot_summary(sweep_dir / "summary.png", rows, chosen, [m for m in y if m not in missing], labels,
+                           (logx, logy), title or sweep_dir.name, xlabel, ylabel, group_by, failed, band=band,
+                           thresholds=analysis["thresholds"])
+        if png:
+            written.append(png)
+    failed_txt = write_failed(sweep_dir, failed)
+    if failed_txt:
+        written.append(failed_txt)
+    extra = finish_sweep(sweep_dir, analysis, y, band, title or sweep_dir.name, logy, ylabel, threshold_x)
+    written += [path for path in extra.values() if path not in written]
+    return {"rows": rows, "failed": failed, "x": chosen, "written": written, "agg": analysis["agg"],
+            "thresholds": analysis["thresholds"], "files": extra}
 
 
 def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: str) -> None:
@@ -119,35 +201,74 @@ def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: s
 
     from dlfoundations.config import _wandb_offline
 
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    cols = columns(rows)
     run = wandb.init(project=project, group=sweep_dir.name, job_type="sweep_summary", name=f"{sweep_dir.name}-summary",
                      dir=str(sweep_dir), mode="offline" if _wandb_offline() else "online", reinit=True)
-    table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
+    table = wandb.Table(columns=cols, data=[[row.get(c) for c in cols] for row in rows])
     payload: dict[str, Any] = {"sweep_summary": table}
     if (sweep_dir / "summary.png").exists():
         payload["sweep_summary_plot"] = wandb.Image(str(sweep_dir / "summary.png"))
+    from dlfoundations.sweeps.analysis import wandb_extras
+
+    payload.update(wandb_extras(sweep_dir, wandb))  # aggregate, heatmaps, report
     run.log(payload)
     run.finish()
 
 
 class SweepSummary(Callback):
-    """Hydra callback: at the end of a multirun, write the summary of its sweep dir."""
+    """Hydra callback: at the end of a multirun, write the summary of its sweep dir; also when the
+    multirun ends early (Ctrl-C, a crash of the launcher): then for the jobs that finished.
+
+    Only the launching process summarizes: the copies of the script that Lightning's DDP starts
+    for ranks > 0 run the multirun too, and would summarize before rank 0 has written results.
+    """
 
     def __init__(self, x: str = "num_params", y: list[str] | None = None, labels: list[str] | None = None,
                  logx: bool = True, title: str | None = None, xlabel: str | None = None,
-                 ylabel: str | None = None, group_by: str | None = None, logy: bool = False) -> None:
+                 ylabel: str | None = None, group_by: str | None = None, logy: bool = False,
+                 replicate_keys: list[str] | None = None, band: str = "std", epsilon: float = 0.01,
+                 threshold_x: str = "model.width") -> None:
         self.options = dict(x=x, y=list(y) if y else None, labels=list(labels) if labels else None, logx=logx,
-                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by, logy=logy)
+                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by, logy=logy,
+                            replicate_keys=list(replicate_keys) if replicate_keys else None, band=band,
+                            epsilon=epsilon, threshold_x=threshold_x)
+        self._pending: DictConfig | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if is_launching_process():
+            self._pending = config
+            # atexit also runs when KeyboardInterrupt or SystemExit (Lightning's answer to Ctrl-C
+            # during fit) ends the multirun before on_multirun_end; the exit code stays non-zero.
+            atexit.register(self._summarize_if_interrupted)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._pending = None
+        if not is_launching_process():
+            return
+        sweep_dir, summary = self._summarize(config)
+        if summary["failed"]:
+            total = len(summary["rows"]) + len(summary["failed"])
+            sys.exit(f"error: {len(summary['failed'])} of {total} sweep jobs failed (see {sweep_dir / 'failed.txt'})"
+                     + (f"; the others are in {sweep_dir / 'summary.csv'}" if summary["rows"] else ""))
+
+    def _summarize_if_interrupted(self) -> None:
+        config, self._pending = self._pending, None
+        if config is None:
+            return
+        log.warning("the multirun stopped before its end: summarizing the jobs that finished")
+        try:
+            sweep_dir, _ = self._summarize(config)
+        except Exception:  # the interpreter is exiting: report, never mask the original exit
+            log.exception("could not write the sweep summary")
+            return
+        log.warning("to run the remaining jobs: the same command with hydra.sweep.dir=%s skip_finished=true", sweep_dir)
+
+    def _summarize(self, config: DictConfig) -> tuple[Path, dict[str, Any]]:
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = write_summary(sweep_dir, **self.options)
         wandb_cfg = (config.get("logger") or {}).get("wandb")
         if wandb_cfg and summary["rows"]:
             log_summary_to_wandb(sweep_dir, summary["rows"], project=wandb_cfg.get("project", "dlfoundations"))
-        log.info("sweep summary: %d finished, %d failed -> %s", len(summary["rows"]), len(summary["failed"]),
-                 sweep_dir / "summary.png")
-        if summary["failed"]:
-            total = len(summary["rows"]) + len(summary["failed"])
-            sys.exit(f"error: {len(summary['failed'])} of {total} sweep jobs failed (see {sweep_dir / 'failed.txt'}); "
-                     f"the others are in {sweep_dir / 'summary.csv'}")
+        where = ", ".join(str(p) for p in summary["written"]) or "nothing written"
+        log.info("sweep summary: %d finished, %d failed -> %s", len(summary["rows"]), len(summary["failed"]), where)
+        return sweep_dir, summary

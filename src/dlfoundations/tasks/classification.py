@@ -125,10 +125,13 @@ class ClassificationModule(L.LightningModule):
                 sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
             loss, acc = sums[0] / sums[2], sums[1] / sums[2]
             # batch_size=1: one value per epoch (Lightning would otherwise inspect the batch).
+            # The values are already exact and equal on every rank; sync_dist with a max over equal
+            # values leaves them bit-identical and tells Lightning they are reduced (no warning).
+            sync = dict(sync_dist=self.trainer.world_size > 1, reduce_fx="max")
             self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "train",
-                     add_dataloader_idx=False, batch_size=1)
+                     add_dataloader_idx=False, batch_size=1, **sync)
             self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, add_dataloader_idx=False,
-                     batch_size=1)
+                     batch_size=1, **sync)
 
     def _reset(self, stages: list[str]) -> None:
         for stage in stages:

@@ -1,0 +1,281 @@
+"""Evaluate a checkpoint and predict classes: the spine of ``python src/eval.py ckpt_path=<run>``.
+
+The model and data are rebuilt from the config of the run that wrote the checkpoint (its
+``config_unresolved.yaml``, written by train.py, or Hydra's ``.hydra/config.yaml``). Each
+command-line override replaces that key (or, for a group such as ``data=mnist_bundled``, that whole
+node) with the value conf/eval.yaml composes for it; then the config resolves, so interpolations of
+the run (``task.test_sets: ${data.test_sets}``, ``model.in_features`` from the data shape) follow
+the overrides as they would in training. ``paths``, ``callbacks``, ``logger`` and the keys of
+conf/eval.yaml are eval's own. The results go into a new run dir (``logs/eval/runs/...``).
+"""
+
+import csv
+import io
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import numpy as np
+import rich.console
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from dlfoundations.checkpoints import check_checkpoint
+from dlfoundations.config import config_tree, trainer_kwargs, unknown_key_hints, validate
+from dlfoundations.data.base import TEST_SETS
+from dlfoundations.data.loader import TensorBatchLoader
+from dlfoundations.errors import UserError
+from dlfoundations.io import atomic_write_json, atomic_write_text
+from dlfoundations.tasks import ClassificationModule
+from dlfoundations.train import _instantiate_group, _save_config, instantiate
+
+log = logging.getLogger(__name__)
+# Taken from conf/eval.yaml, not from the evaluated run: where eval writes, what it logs, what it does.
+EVAL_OWNED = ("paths", "callbacks", "logger", "task_name", "tags", "print_config", "ckpt_path", "predict")
+# Training-only switches: eval always tests the checkpoint's weights.
+TRAIN_ONLY = ("train", "test", "weights", "skip_finished")
+_ABSENT = object()
+
+
+def locate(ckpt_path: str) -> tuple[Path, Path]:
+    """(run dir, checkpoint) for a run dir (its ``checkpoints/last.ckpt``) or a checkpoint file
+    (its run dir is the folder above ``checkpoints/``)."""
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        ckpt = path / "checkpoints" / "last.ckpt"
+        if not ckpt.is_file():
+            found = sorted(p.name for p in path.glob("checkpoints/*.ckpt"))
+            raise UserError(f"ckpt_path={ckpt_path} has no checkpoints/last.ckpt"
+                            + (f"; pass one of its checkpoints {found}" if found else " (that run wrote no checkpoints)"))
+        return path.resolve(), ckpt.resolve()
+    if path.is_file():
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return run_dir.resolve(), path.resolve()
+    raise UserError(f"ckpt_path={ckpt_path} does not exist; pass a run dir or a checkpoint in <run dir>/checkpoints/")
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    for name in ("config_unresolved.yaml", ".hydra/config.yaml"):
+        if (run_dir / name).is_file():
+            return OmegaConf.to_container(OmegaConf.load(run_dir / name), resolve=False)
+    raise UserError(f"{run_dir} has no config_unresolved.yaml (nor .hydra/config.yaml), so its model and data "
+                    "cannot be rebuilt; evaluate a checkpoint inside the run dir that wrote it")
+
+
+def _get(tree: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _ABSENT
+        tree = tree[part]
+    return tree
+
+
+def _set(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        if not isinstance(tree.get(part), dict):
+            tree[part] = {}
+        tree = tree[part]
+    if value is _ABSENT:
+        tree.pop(leaf, None)
+    else:
+        tree[leaf] = value
+
+
+def eval_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, Path, Path, list[str]]:
+    """The evaluated run's config with eval's own keys and the command-line ``overrides`` applied;
+    also the run dir, the checkpoint, and the overrides that changed the run's config."""
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise UserError("ckpt_path is required: python src/eval.py ckpt_path=<run dir or checkpoint>")
+    run_dir, ckpt = locate(str(cfg.ckpt_path))
+    run = _run_config(run_dir)
+    composed = OmegaConf.to_container(cfg, resolve=False)  # interpolations kept: they resolve in the merge
+    merged = {k: v for k, v in run.items() if k not in EVAL_OWNED + TRAIN_ONLY}
+    merged.update({k: composed[k] for k in EVAL_OWNED if k in composed})
+    applied = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        top = key.split(".")[0]
+        if top.split("/")[0] == "hydra" or top in EVAL_OWNED:
+            continue
+        if top in TRAIN_ONLY:
+            raise UserError(f"{override.input_line}: eval always tests the checkpoint's weights; drop this override")
+        value = _ABSENT if override.is_delete() else _get(composed, key)
+        if value is _ABSENT and not override.is_delete():
+            raise UserError(f"{override.input_line}: eval rebuilds the run from its own config, where this group "
+                            "changes keys of other groups; override those keys instead (e.g. data.test_sets=[val])")
+        _set(merged, key, value)
+        applied.append(override.input_line)
+    return OmegaConf.create(merged), run_dir, ckpt, applied
+
+
+def load_inputs(path: str, input_shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+    """The tensor of a ``.pt`` file (a tensor, or a dict with key ``x``) or a ``.npz`` file (array
+    ``x``, or its only array), checked to be ``[N, *input_shape]``."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"predict.input={path} is not a file")
+    try:
+        if file.suffix == ".npz":
+            with np.load(file, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        elif file.suffix == ".pt":
+            loaded = torch.load(file, map_location="cpu", weights_only=True)
+            arrays = loaded if isinstance(loaded, dict) else {"x": loaded}
+        else:
+            raise UserError(f"predict.input={path}: use a .pt (torch.save of a tensor) or .npz (numpy.savez) file")
+    except (OSError, ValueError, RuntimeError, EOFError) as err:
+        raise UserError(f"predict.input={path} is not a readable {file.suffix} file ({str(err).splitlines()[0]})") from err
+    x = arrays.get("x", next(iter(arrays.values())) if len(arrays) == 1 else None)
+    if x is None:
+        raise UserError(f"predict.input={path} holds {sorted(arrays)}; name the inputs x")
+    try:
+        x = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise UserError(f"predict.input={path} does not hold a numeric tensor ({type(x).__name__})") from err
+    if x.dim() != len(input_shape) + 1 or list(x.shape[1:]) != list(input_shape) or len(x) == 0:
+        raise UserError(f"predict.input={path} holds a tensor of shape {list(x.shape)}; the model takes "
+                        f"[N, {', '.join(map(str, input_shape))}] (N inputs as the data config prepares them)")
+    return x.to(dtype)
+
+
+class Predictor(L.LightningModule):
+    """``predict_step`` of a classifier: class probabilities (softmax of the logits), and labels
+    where the batch has them."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> tuple[Tensor, Tensor | None]:
+        probs = torch.softmax(self.net(batch[0]).float(), dim=1)
+        return probs, batch[1] if len(batch) > 1 else None
+
+
+def write_predictions(trainer: L.Trainer, net: nn.Module, loader: Any, n: int, path: Path) -> Path:
+    """Predict every item of ``loader`` (in order) and write index, [label,] predicted class and
+    class probabilities as CSV."""
+    batches = trainer.predict(Predictor(net), dataloaders=loader)
+    probs = torch.cat([p for p, _ in batches]).cpu()
+    if len(probs) != n:
+        raise UserError(f"prediction covered {len(probs)} of {n} items (trainer.fast_dev_run or "
+                        "trainer.limit_predict_batches); set trainer.limit_predict_batches=1.0")
+    labels = torch.cat([y for _, y in batches]).cpu() if batches[0][1] is not None else None
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["index", *(["label"] if labels is not None else []), "predicted",
+                     *(f"prob_{c}" for c in range(probs.shape[1]))])
+    for i, (row, predicted) in enumerate(zip(probs.tolist(), probs.argmax(1).tolist())):
+        writer.writerow([i, *([int(labels[i])] if labels is not None else []), predicted, *(f"{p:.9g}" for p in row)])
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Test ``cfg.ckpt_path`` on its run's data (with ``overrides``), predict as ``cfg.predict``
+    says, and write ``eval_results.json`` into the new run dir; return the results."""
+    run_cfg, run_dir, ckpt, applied = eval_config(cfg, overrides)
+    validate(run_cfg)
+    trainer_args = trainer_kwargs(run_cfg.trainer)
+    predict = run_cfg.get("predict") or {}
+    split, inputs = predict.get("split"), predict.get("input")
+    if split is not None and split not in TEST_SETS:
+        raise UserError(f"predict.split={split} is not a split; use one of {list(TEST_SETS)}")
+    output_dir = Path(run_cfg.paths.output_dir)
+    if run_cfg.get("print_config", True) and rank_zero_only.rank == 0:
+        rich.console.Console().print(config_tree(run_cfg))
+    _save_config(run_cfg, output_dir)
+    if torch.cuda.is_available() and run_cfg.get("matmul_precision"):
+        torch.set_float32_matmul_precision(run_cfg.matmul_precision)
+
+    L.seed_everything(run_cfg.seed, workers=True, verbose=False)  # as in training: same data, same noise
+    datamodule = instantiate(run_cfg.data, "data")
+    net = instantiate(run_cfg.model, "model")
+    task = instantiate(run_cfg.task, "task", net=net)
+    checkpoint = check_checkpoint(str(ckpt), task)
+    if (split or inputs) and not isinstance(task, ClassificationModule):
+        raise UserError(f"predict needs a classification task; this run's task is {type(task).__name__}")
+    x_input = None
+    if inputs:
+        datamodule.setup("predict")
+        x_input = load_inputs(str(inputs), datamodule.input_shape, datamodule.splits.x_train.dtype)
+
+    callbacks = _instantiate_group(run_cfg.get("callbacks"), "callbacks")
+    loggers = _instantiate_group(run_cfg.get("logger"), "logger")
+    trainer = L.Trainer(**{**trainer_args, "enable_checkpointing": False}, callbacks=callbacks, logger=loggers or False)
+    if (split or inputs) and trainer.world_size > 1:
+        raise UserError("predict runs on one device; set trainer.devices=1")
+    trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=True,
+                 verbose=run_cfg.get("print_config", True))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    written = {}
+    if split:
+        datamodule.test_sets = [split]
+        loader = datamodule.test_dataloader()
+        loader = loader[0] if isinstance(loader, list) else loader
+        n = len(loader.tensors[0])
+        if n == 0:
+            raise UserError(f"predict.split={split} is empty in this run's data (e.g. data.val_size=0)")
+        written[split] = write_predictions(trainer, net, loader, n, output_dir / f"predictions_{split}.csv").name
+    if x_input is not None:
+        loader = TensorBatchLoader((x_input,), batch_size=run_cfg.data.get("eval_batch_size", 1000))
+        written["input"] = write_predictions(trainer, net, loader, len(x_input), output_dir / "predictions_input.csv").name
+
+    results = {
+        "metrics": metrics,
+        "run_dir": str(run_dir),
+        # Lightning's counters at save time: epoch is the index of the epoch being trained.
+        "checkpoint": {"path": str(ckpt), "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")},
+        "overrides": applied,
+        "predictions": written,
+        "predict_input": str(Path(inputs).expanduser().resolve()) if inputs else None,
+        "seed": run_cfg.seed,
+    }
+    if trainer.is_global_zero:
+        atomic_write_json(output_dir / "eval_results.json", results)
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+        log.info("%s: %s", ckpt, summary)
+        log.info("run dir: %s", output_dir)
+    return results
+
+
+class NoSweepSummary(Callback):
+    """Stands in for the training sweep summary in an eval multirun: each job has its own
+    ``eval_results.json`` and no ``results.json`` to summarize. Ignores the summary's options."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
+
+
+def cli() -> None:
+    """``python src/eval.py ckpt_path=...`` / ``dlf-eval ckpt_path=...``."""
+    try:
+        hydra_main()
+    except SystemExit as exit_:
+        if exit_.code == 1:
+            for hint in unknown_key_hints([a for a in sys.argv[1:] if not a.startswith("-")]):
+                print(hint, file=sys.stderr)
+        raise
+
+
+@hydra.main(version_base="1.3", config_path="pkg://dlfoundations.conf", config_name="eval")
+def hydra_main(cfg: DictConfig) -> None:
+    """Command-line entry: user mistakes are one line and exit code 2."""
+    try:
+        main(cfg, HydraConfig.get().overrides.task)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,184 @@
+"""Sweep summaries that mean what they show, and the scripts' help and one-line errors."""
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from dlfoundations.sweeps import SweepSummary, collect, write_summary
+from helpers import REPO
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_job(root, num, overrides, metrics=None, num_params=1000, config=None, error=None, recorded=True):
+    """One job dir as a run leaves it: .hydra/overrides.yaml, config.yaml, results or failure."""
+    job = root / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if config is not None:
+        (job / "config.yaml").write_text(yaml.safe_dump(config))
+    if error:
+        (job / "failure.json").write_text(json.dumps({"error": error, "overrides": sorted(overrides)}))
+    elif metrics is not None:
+        results = {"metrics": metrics, "num_params": num_params}
+        if recorded:
+            results["overrides"] = sorted(overrides)
+        (job / "results.json").write_text(json.dumps(results))
+    return job
+
+
+def noise_sweep(root, noises=(0.0, 0.1, 0.2)):
+    """A label-noise sweep: the same model (same num_params) in every job."""
+    for i, noise in enumerate(noises):
+        make_job(root, i, [f"data.label_noise={noise}"], {"test/acc": 0.9 - noise, "train_eval/acc": 1.0},
+                 num_params=5000, config={"data": {"label_noise": noise, "batch_size": 100}})
+    return root
+
+
+def captured_legend(monkeypatch):
+    """Legend texts of summary.png, the first figure the summary draws (read before it is closed;
+    later figures, such as Zhang's for a label-noise sweep, are not summary.png)."""
+    texts = []
+    real_close = plt.close
+    seen = []
+
+    def close(fig=None):
+        if not seen:
+            for ax in fig.axes:
+                texts.extend(t.get_text() for t in ax.get_legend().get_texts())
+        seen.append(fig)
+        real_close(fig)
+
+    monkeypatch.setattr(plt, "close", close)
+    return texts
+
+
+def test_x_is_the_swept_setting_when_num_params_is_constant(tmp_path, monkeypatch):
+    legend = captured_legend(monkeypatch)
+    summary = write_summary(noise_sweep(tmp_path / "noise"), y=["test/err"])
+    assert summary["x"] == "data.label_noise"
+    assert (tmp_path / "noise" / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert legend == ["test/err"]
+    # Widths that change the parameter count keep num_params as x.
+    for i, width in enumerate((4, 8)):
+        make_job(tmp_path / "width", i, [f"model.width={width}"], {"test/acc": 0.5}, num_params=100 * width)
+    assert write_summary(tmp_path / "width")["x"] == "num_params"
+
+
+def test_group_values_come_from_the_runs_config_never_none(tmp_path, monkeypatch):
+    legend = captured_legend(monkeypatch)
+    sweep = tmp_path / "sweep"
+    # batch_size is not overridden: its value is in each run's saved config.yaml.
+    # Job 4 inherits the value that jobs 2 and 3 give on the command line: still one group.
+    for i, (width, batch) in enumerate(((4, 50), (8, 50), (4, 100), (8, 100), (16, 100))):
+        overrides = [f"model.width={width}"] + ([f"data.batch_size={batch}"] if i in (2, 3) else [])
+        make_job(sweep, i, overrides, {"test/acc": 0.5}, num_params=100 * width, config={"data": {"batch_size": batch}})
+    rows, _ = collect(sweep, keys=("data.batch_size",))
+    assert [str(r["data.batch_size"]) for r in rows] == ["50", "50", "100", "100", "100"]
+    write_summary(sweep, y=["test/err"], group_by="data.batch_size")
+    assert legend == ["test/err (data.batch_size=50)", "test/err (data.batch_size=100)"]
+    assert not any("None" in text for text in legend)
+
+
+def test_stale_failed_txt_goes_once_every_job_finished(tmp_path):
+    sweep = noise_sweep(tmp_path)
+    make_job(sweep, 3, ["data.label_noise=0.3"], error="RuntimeError: out of memory")
+    write_summary(sweep)
+    assert "job 3" in (sweep / "failed.txt").read_text()
+    (sweep / "3" / "failure.json").unlink()
+    (sweep / "3" / "results.json").write_text(json.dumps({"metrics": {"test/acc": 0.6}, "num_params": 5000,
+                                                          "overrides": ["data.label_noise=0.3"]}))
+    summary = write_summary(sweep)
+    assert not summary["failed"] and not (sweep / "failed.txt").exists()
+
+
+def test_results_of_other_overrides_are_not_shown_as_this_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["model.width=4"], {"test/acc": 0.5}, num_params=400)
+    job = make_job(sweep, 1, ["model.width=8"], {"test/acc": 0.7}, num_params=800)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["model.width=2"]))  # re-launched, not yet run
+    rows, failed = collect(sweep)
+    assert [r["model.width"] for r in rows] == ["4"]
+    assert failed[0]["job"] == "1" and "model.width=8" in failed[0]["error"]
+
+
+def test_a_sweep_without_finished_jobs_writes_and_claims_no_plot(tmp_path, caplog):
+    sweep = tmp_path / "sweep"
+    for i in range(2):
+        make_job(sweep, i, [f"model.width={i + 1}"], error="RuntimeError: boom")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exit_:
+        SweepSummary().on_multirun_end(config)
+    assert "2 of 2 sweep jobs failed" in str(exit_.value.code) and "summary.csv" not in str(exit_.value.code)
+    assert not (sweep / "summary.png").exists() and not (sweep / "summary.csv").exists()
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sweep summary:")]
+    assert "summary.png" not in line and line.endswith(str(sweep / "failed.txt"))
+
+
+def test_summarize_script_refuses_a_bogus_metric_and_keeps_the_summary(tmp_path, capsys):
+    script = load_script("summarize_sweep")
+    sweep = noise_sweep(tmp_path / "sweep")
+    assert script.main([str(sweep)]) == 0
+    assert "x = data.label_noise" in capsys.readouterr().out
+    before = {name: (sweep / name).read_bytes() for name in ("summary.png", "summary.csv")}
+    stamps = {name: (sweep / name).stat().st_mtime_ns for name in before}
+    for args, named in ((["--y", "bogus/metric"], "bogus/metric"), (["--x", "model.nope"], "model.nope"),
+                        (["--group-by", "data.nope"], "data.nope")):
+        assert script.main([str(sweep), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and named in err
+        assert "test/err" in err and "train_eval/acc" in err  # names what is there
+    assert {name: (sweep / name).read_bytes() for name in before} == before
+    assert {name: (sweep / name).stat().st_mtime_ns for name in before} == stamps
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p / "nope", "is not a directory"),
+    (lambda p: p, "no sweep jobs"),
+])
+def test_summarize_script_bad_dirs_are_one_line(tmp_path, capsys, make, message):
+    assert load_script("summarize_sweep").main([str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["model=nonexistent"], "Could not find 'model/nonexistent'; available: alexnet, cnn, "),
+    (["model=vgg16", "data=mnist1d"], "VGG cannot take an input of shape [40]"),
+    (["model=mlp", "model.width=abc"], "model.width='abc' must be an integer or number"),
+    (["model=mlp", "input_shape=[3,x]"], "input_shape=[3,x] is not a list of positive integers"),
+    (["model=mlp", "nonexistent.key=1"], "Could not override 'nonexistent.key'"),
+    ([], "name a model config"),
+])
+def test_analyze_script_errors_are_one_line(args, message, capsys):
+    assert load_script("analyze").main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def test_analyze_script_unwritable_csv_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert load_script("analyze").main(["model=mlp", f"csv={blocker}/counts.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err
+
+
+@pytest.mark.parametrize("script", ["analyze", "summarize_sweep"])
+def test_scripts_have_help(script):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / f"{script}.py"), "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "usage:" in proc.stdout and "python scripts/" in proc.stdout

@@ -1,0 +1,33 @@
+"""Zhang et al.'s figures from a label-noise sweep: test error and epochs to fit vs corruption."""
+
+import csv
+
+import pytest
+
+from dlfoundations.sweeps import write_summary
+from dlfoundations.sweeps.zhang import epochs_to_fit
+from synthetic_sweeps import make_sweep
+
+
+def test_epochs_to_fit_is_the_first_epoch_at_full_train_accuracy():
+    assert epochs_to_fit([(1, 0.1), (2, 0.9), (3, 1.0), (4, 1.0)]) == 3
+    assert epochs_to_fit([(1, 0.1), (2, 0.9999)]) is None  # never fitted: no number
+    assert epochs_to_fit([(1, 0.1), (2, 0.99)], fit_threshold=0.99) == 2
+
+
+def test_label_noise_sweep_gives_test_error_and_epochs_to_fit_per_level(tmp_path):
+    jobs, histories = [], []
+    # level p, seed s: fits at epoch 10 + 20 p + s; test error 0.1 + 0.8 p.
+    for p in (0.0, 0.5, 1.0):
+        for s in (0, 1):
+            fit = int(10 + 20 * p + s)
+            histories.append([{"epoch": e, "train_eval/acc": 1.0 if e >= fit else 0.5} for e in range(1, 41)])
+            jobs.append(({"data.label_noise": p, "seed": s}, {"test/acc": 1 - (0.1 + 0.8 * p)}, 100))
+    sweep = make_sweep(tmp_path, jobs, histories=histories)
+    summary = write_summary(sweep, x="data.label_noise", y=["test/err"])
+    assert summary["files"]["zhang.png"].read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((sweep / "zhang.csv").open()))
+    assert [float(r["data.label_noise"]) for r in rows] == [0.0, 0.5, 1.0]
+    assert [float(r["epochs_to_fit"]) for r in rows] == pytest.approx([10.5, 20.5, 30.5], abs=1e-12)
+    assert [float(r["test/err"]) for r in rows] == pytest.approx([0.1, 0.5, 0.9], abs=1e-9)
+    assert all(r["jobs_not_fitted"] == "0" and r["epochs_to_fit.n"] == "2" for r in rows)
