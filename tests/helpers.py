@@ -1,7 +1,10 @@
 """Test helpers: compose the real configs, and write MNIST files in torchvision's on-disk format."""
 
+import os
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,13 @@ BN_FAMILIES = {
 def make_cfg(overrides: list[str], out_dir: Path, data_dir: Path | None = None) -> DictConfig:
     """Compose conf/train.yaml as the CLI would, with the run dir set to ``out_dir``."""
     return compose_config(["print_config=false", *overrides], str(out_dir), str(data_dir) if data_dir else None)
+
+
+def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """``python src/train.py *args`` in a subprocess on CPU, output captured."""
+    environ = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **env}
+    return subprocess.run([sys.executable, str(REPO / "src" / "train.py"), *args], cwd=cwd,
+                          env=environ, capture_output=True, text=True, timeout=300)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -1,21 +1,24 @@
-"""The package ships every Python package and every config folder (pyproject lists them by hand)."""
+"""The package ships every config folder without a hand-written list: src/dlfoundations/conf is a
+symlink to the top-level conf/, and setuptools' package discovery (pyproject.toml) finds each
+config folder through it."""
 
 import tomllib
 
 from hydra import compose, initialize_config_module
+from setuptools import find_namespace_packages
 
 from helpers import REPO
 
 
-def test_pyproject_lists_every_package_and_config_folder():
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    src = REPO / "src"
-    code = {".".join(p.parent.relative_to(src).parts) for p in src.glob("dlfoundations/**/__init__.py")}
-    conf = {"dlfoundations.conf"} | {
-        "dlfoundations.conf." + ".".join(p.relative_to(REPO / "conf").parts)
-        for p in (REPO / "conf").rglob("*") if p.is_dir() and p.name != "__pycache__"
-    }
-    assert code | conf == listed
+def test_every_config_folder_is_a_discovered_package():
+    link = REPO / "src" / "dlfoundations" / "conf"
+    assert link.is_symlink() and link.resolve() == (REPO / "conf").resolve()
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    found = set(find_namespace_packages(where=str(REPO / find["where"][0]), include=find["include"]))
+    folders = {"dlfoundations.conf." + ".".join(p.parent.relative_to(REPO / "conf").parts)
+               for p in (REPO / "conf").rglob("*.yaml")} | {"dlfoundations.conf"}
+    folders = {f.rstrip(".") for f in folders}
+    assert folders <= found, f"config folders not shipped: {sorted(folders - found)}"
 
 
 def test_configs_are_found_through_the_package_not_the_working_dir(tmp_path, monkeypatch):

@@ -41,9 +41,10 @@ class GradientFlow(L.Callback):
         self.history.append(means)
         self._sums, self._steps = None, 0
         ratio = means[0] / max(means[-1], 1e-30)
-        pl_module.log("grad_flow/first_last_ratio", ratio)
-        pl_module.log("grad_flow/first_layer", means[0])
-        pl_module.log("grad_flow/last_layer", means[-1])
+        # batch_size=1: one value per epoch (these are not averages over a batch).
+        pl_module.log("grad_flow/first_last_ratio", ratio, batch_size=1)
+        pl_module.log("grad_flow/first_layer", means[0], batch_size=1)
+        pl_module.log("grad_flow/last_layer", means[-1], batch_size=1)
 
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -2,14 +2,13 @@
 
 from dlfoundations.data.base import InMemoryDataModule, Splits
 from dlfoundations.data.cifar10 import CIFAR10DataModule
-from dlfoundations.data.loader import BatchGroup, TensorBatchLoader
+from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.data.mnist import MNISTDataModule
 from dlfoundations.data.mnist1d import MNIST1DDataModule
 from dlfoundations.data.mnist_bundled import BundledMNISTDataModule
 from dlfoundations.data.synthetic import LinearRegressionDataModule
 
 __all__ = [
-    "BatchGroup",
     "BundledMNISTDataModule",
     "CIFAR10DataModule",
     "InMemoryDataModule",

@@ -29,7 +29,7 @@ from dlfoundations.data.corruption import (
     corrupt_inputs,
     corrupt_labels,
 )
-from dlfoundations.data.loader import BatchGroup, TensorBatchLoader
+from dlfoundations.data.loader import BatchTransform, TensorBatchLoader
 from dlfoundations.errors import UserError
 
 # "test" may also be evaluated per epoch (epoch-wise double descent follows the test error).
@@ -92,7 +92,6 @@ class InMemoryDataModule(L.LightningDataModule):
         test_sets: list[str] | tuple[str, ...] = ("test",),
         on_device: bool = True,
         seed: int = 0,
-        steps_per_call: int = 1,
         subset_size: int | None = None,
         augment: bool = False,
         crop_padding: int = 4,
@@ -118,8 +117,6 @@ class InMemoryDataModule(L.LightningDataModule):
             raise UserError(f"data.test_sets has unknown entries {unknown}; use some of {TEST_SETS}")
         if batch_size < 1 or eval_batch_size < 1:
             raise UserError("data.batch_size and data.eval_batch_size must be >= 1")
-        if steps_per_call < 1:
-            raise UserError(f"steps_per_call={steps_per_call} must be >= 1")
         if subset_size is not None and subset_size < 1:
             raise UserError(f"data.subset_size={subset_size} must be >= 1 or null")
         if crop_padding < 0:
@@ -132,11 +129,11 @@ class InMemoryDataModule(L.LightningDataModule):
         self.eval_sets, self.test_sets = list(eval_sets), list(test_sets)
         self.on_device = on_device
         self.seed = seed
-        self.steps_per_call = steps_per_call  # training batches per training_step call (see loader)
         self.subset_size = subset_size
         self.augment, self.crop_padding, self.flip = augment, crop_padding, flip
         if augment and self.declared_shape is not None:
             self._check_augmentable(self.declared_shape)
+
         self.splits: Splits | None = None
         self.noise_mask: Tensor | None = None
         self._device = torch.device("cpu")
@@ -150,6 +147,20 @@ class InMemoryDataModule(L.LightningDataModule):
         """Files or folders that loading will create (downloads, caches): checked for write
         permission before anything runs. None by default."""
         return []
+
+    def train_transform(self) -> BatchTransform | None:
+        """With ``augment``: random crop (``crop_padding``) and (``flip``) horizontal flip of
+        training batches on their device, inside the loader, drawn from (seed, epoch, rank, batch
+        index) so a resumed run augments identically; None without."""
+        if not self.augment:
+            return None
+        padding, flip = self.crop_padding, self.flip
+
+        def augment(batch: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, ...]:
+            x, *rest = batch
+            return (random_crop_flip(x, padding, flip, generator), *rest)
+
+        return augment
 
     # -- Lightning hooks --------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -190,27 +201,6 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"shape {list(shape)}; set data.augment=false"
             )
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """With ``augment``: random crop (``crop_padding``) and (``flip``) horizontal flip of training
-        batches on the device, drawn from (seed, rank, global step), so a resumed run augments
-        identically."""
-        trainer = self.trainer
-        # Lightning also passes the model summary's example input (a bare tensor) through here.
-        if not self.augment or trainer is None or not trainer.training or not isinstance(batch, (tuple, BatchGroup)):
-            return batch
-        step = trainer.global_step
-        if isinstance(batch, BatchGroup):  # steps_per_call > 1: batches of optimizer steps step, step+1, ...
-            return BatchGroup(self._augment(b, step + i) for i, b in enumerate(batch))
-        return self._augment(batch, step)
-
-    def _augment(self, batch: tuple[Tensor, Tensor], step: int) -> tuple[Tensor, Tensor]:
-        x, y = batch
-        trainer = self.trainer
-        stream = step * max(1, trainer.world_size) + trainer.global_rank
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed((self.seed * 1_000_003 + _AUGMENT_STREAM) * 1_000_003 + stream)
-        return random_crop_flip(x, self.crop_padding, self.flip, generator), y
-
     def _target_device(self) -> torch.device:
         # Keep the dataset on the accelerator when training there: no host->device copy per step.
         trainer = self.trainer
@@ -229,7 +219,8 @@ class InMemoryDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
-            steps_per_call=self.steps_per_call if train else 1,
+            transform=self.train_transform() if train else None,
+            transform_seed=self.seed * 1_000_003 + _AUGMENT_STREAM,
         )
 
     def train_dataloader(self) -> TensorBatchLoader:

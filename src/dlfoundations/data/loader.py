@@ -1,41 +1,22 @@
 """An in-memory batch loader: the whole dataset is a few tensors, batches are index gathers.
 
 No per-sample Python work, no worker processes (the airbench recipe). The permutation of an
-epoch depends only on (seed, epoch), so a resumed run sees the same data order as an
-uninterrupted one. Under DDP each rank takes its own strided shard of the same permutation.
+epoch depends only on (seed, epoch), and a batch transform (augmentation) draws its randomness
+from (seed, epoch, rank, batch index), so a resumed run sees the same data as an uninterrupted
+one. Under DDP each rank takes its own strided shard of the same permutation.
 
-With ``steps_per_call=K > 1`` each item is a :class:`BatchGroup` of K consecutive batches (the
-last one of an epoch may hold fewer), for a task that runs K optimizer steps in one Lightning
-``training_step`` call; the batches and their order are exactly those of ``steps_per_call=1``.
+The loader knows nothing of how many optimizer steps the task runs per Lightning call: it yields
+one batch at a time, and its length is the number of batches of an epoch.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
 
-
-class BatchGroup:
-    """Consecutive batches for one ``training_step`` call; iterating yields the batches.
-
-    Lightning moves it to the device with one ``.to`` call (it treats any object with ``.to`` as a
-    unit) instead of walking a list of K tuples on every step.
-    """
-
-    def __init__(self, batches) -> None:
-        self.batches: list[tuple[Tensor, ...]] = list(batches)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index):
-        return BatchGroup(self.batches[index]) if isinstance(index, slice) else self.batches[index]
-
-    def to(self, *args, **kwargs) -> "BatchGroup":
-        return BatchGroup(tuple(t.to(*args, **kwargs) for t in batch) for batch in self.batches)
+# A batch transform: (batch, generator) -> batch, e.g. random crops and flips of the inputs.
+BatchTransform = Callable[[tuple[Tensor, ...], torch.Generator], tuple[Tensor, ...]]
+_MIX = 1_000_003  # multiplier that keeps the seeds of (seed, epoch, rank, batch) apart
 
 
 class EpochPermutation:
@@ -50,12 +31,16 @@ class EpochPermutation:
     def indices(self) -> Tensor:
         if not self.shuffle:
             return torch.arange(self.n)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = torch.Generator().manual_seed(self.seed * _MIX + self.epoch)
         return torch.randperm(self.n, generator=generator)
 
 
 class TensorBatchLoader:
-    """Yields tuples of batches of ``tensors`` (all with the same first dimension)."""
+    """Yields tuples of batches of ``tensors`` (all with the same first dimension).
+
+    ``transform`` (training only) is applied to each batch on the tensors' device with a generator
+    seeded from (``transform_seed``, epoch, rank, batch index).
+    """
 
     def __init__(
         self,
@@ -66,46 +51,39 @@ class TensorBatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
-        steps_per_call: int = 1,
+        transform: BatchTransform | None = None,
+        transform_seed: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if steps_per_call < 1:
-            raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
         n = len(tensors[0])
         if any(len(t) != n for t in tensors):
             raise ValueError("all tensors of a TensorBatchLoader need the same length")
         self.tensors = tensors
-        self.batch_size, self.drop_last, self.steps_per_call = batch_size, drop_last, steps_per_call
+        self.batch_size, self.drop_last = batch_size, drop_last
         self.rank, self.world_size = rank, world_size
+        self.transform, self.transform_seed = transform, transform_seed
         self.sampler = EpochPermutation(n, shuffle, seed)
         self.batch_sampler = None  # Lightning looks for a DataLoader's sampler attributes
         # Every rank gets the same number of samples, or DDP would wait for a missing batch.
         self.samples_per_rank = n // world_size if world_size > 1 else n
 
-    @property
-    def num_batches(self) -> int:
-        """Batches per epoch (optimizer steps, whatever ``steps_per_call`` is)."""
+    def __len__(self) -> int:
+        """Batches per epoch."""
         if self.drop_last:
             return self.samples_per_rank // self.batch_size
         return -(-self.samples_per_rank // self.batch_size)
 
-    def __len__(self) -> int:
-        return -(-self.num_batches // self.steps_per_call)
+    def _generator(self, batch_index: int) -> torch.Generator:
+        seed = ((self.transform_seed * _MIX + self.sampler.epoch) * _MIX + self.rank) * _MIX + batch_index
+        return torch.Generator(device=self.tensors[0].device).manual_seed(seed % 2**63)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, ...] | BatchGroup]:
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         order = self.sampler.indices()
         if self.world_size > 1:
             order = order[: self.samples_per_rank * self.world_size][self.rank :: self.world_size]
-        order = order[: self.num_batches * self.batch_size].to(self.tensors[0].device)
-        if self.steps_per_call == 1:
-            for i in range(self.num_batches):
-                index = order[i * self.batch_size : (i + 1) * self.batch_size]
-                yield tuple(t[index] for t in self.tensors)
-            return
-        # One gather per call, split into views: K batches cost one index operation, not K.
-        span = self.batch_size * self.steps_per_call
-        for start in range(0, len(order), span):
-            index = order[start : start + span]
-            parts = [t[index].split(self.batch_size) for t in self.tensors]
-            yield BatchGroup(zip(*parts))
+        num_batches = len(self)
+        order = order[: num_batches * self.batch_size].to(self.tensors[0].device)
+        for i, index in enumerate(order.split(self.batch_size)):
+            batch = tuple(t[index] for t in self.tensors)
+            yield self.transform(batch, self._generator(i)) if self.transform is not None else batch

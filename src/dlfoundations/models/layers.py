@@ -18,5 +18,6 @@ def norm1d(features: int, batch_norm: bool) -> nn.Module:
 
 
 def conv_bn_relu(cin: int, cout: int, batch_norm: bool, bias: bool = True, **conv_kwargs) -> list[nn.Module]:
-    """[Conv, BN (or Identity), ReLU]; ``bias=None`` means: bias only where there is no BN."""
+    """[Conv, BN (or Identity), ReLU]; ``bias`` is the convolution's own bias (on by default, BN or
+    not, as in the models this zoo reproduces)."""
     return [nn.Conv2d(cin, cout, bias=bias, **conv_kwargs), norm2d(cout, batch_norm), nn.ReLU(inplace=True)]

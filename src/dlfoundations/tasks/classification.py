@@ -1,21 +1,19 @@
 """Classification with cross-entropy for any ``nn.Module`` that maps inputs to logits."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dlfoundations.data.loader import BatchGroup
 from dlfoundations.errors import UserError
 from dlfoundations.tasks.optim import build_optimizer
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-# Callback hooks that run once per optimizer step; steps_per_call > 1 does not call them.
-PER_STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad")
+SchedulerFactory = Callable[..., Any]
 
 
 @dataclass
@@ -35,11 +33,14 @@ class ClassificationModule(L.LightningModule):
     datamodule's ``eval_sets``: ``val``, ``train_eval``, ``train_clean``) and of the test loop
     (``test_sets``, by default only ``test``).
 
-    ``steps_per_call=K > 1`` (the datamodule then yields a ``BatchGroup`` of K batches) runs K optimizer
-    steps, each on its own batch in the same order, inside one ``training_step`` call: the same
-    training, without Lightning's per-step machinery, which costs more than a step of a small
-    model. Per-step callback hooks (``PER_STEP_HOOKS``), gradient clipping, gradient accumulation,
-    fp16 loss scaling and multi-device training need ``K = 1``, and say so.
+    The training step uses Lightning's manual optimization: each ``training_step`` call pulls up to
+    ``steps_per_call`` batches from the data iterator and takes one optimizer step per batch
+    (``manual_backward``, the Lightning optimizer's ``step``, ``clip_gradients``), so per-step
+    callback hooks, precision plugins (fp16 loss scaling), gradient clipping and DDP gradient
+    synchronisation run at every step, and K > 1 trains exactly what K = 1 trains while paying
+    Lightning's per-call cost once per K steps. Learning-rate schedulers are stepped here (per
+    optimizer step or per epoch, ``scheduler_interval``); ``ReduceLROnPlateau`` steps per epoch on
+    ``scheduler_monitor``.
     """
 
     def __init__(
@@ -51,7 +52,10 @@ class ClassificationModule(L.LightningModule):
         eval_sets: list[str] | tuple[str, ...] = ("val",),
         test_sets: list[str] | tuple[str, ...] = ("test",),
         scheduler_interval: str = "epoch",
+        scheduler_monitor: str | None = None,
         steps_per_call: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
         compile: bool | dict = False,
         channels_last: bool = False,
     ) -> None:
@@ -65,15 +69,23 @@ class ClassificationModule(L.LightningModule):
             raise ValueError(f"task.scheduler_interval must be epoch or step, got {scheduler_interval!r}")
         if steps_per_call < 1:
             raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
-        self.scheduler_interval, self.steps_per_call = scheduler_interval, steps_per_call
-        self.automatic_optimization = steps_per_call == 1
+        if gradient_clip_algorithm not in ("norm", "value"):
+            raise ValueError(f"task.gradient_clip_algorithm must be norm or value, got {gradient_clip_algorithm!r}")
+        if gradient_clip_val is not None and gradient_clip_val < 0:
+            raise ValueError(f"task.gradient_clip_val must be >= 0, got {gradient_clip_val}")
+        self.scheduler_interval, self.scheduler_monitor = scheduler_interval, scheduler_monitor
+        self.steps_per_call = steps_per_call
+        self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+        self.automatic_optimization = False
         # GPU speed options: torch.compile of the net (True, or a dict of torch.compile arguments)
         # and channels_last memory format for conv nets. Both leave the state dict keys unchanged.
         self.compile_options = ({} if compile is True else dict(compile)) if compile else None
         self.channels_last = channels_last
         self.eval_sets, self.test_sets = list(eval_sets), list(test_sets)
         self._totals: dict[str, _Totals] = {}
+        self._compiled = False
         self._epoch_first_step = 0
+        self._epoch_batches = 0
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -81,8 +93,9 @@ class ClassificationModule(L.LightningModule):
     def configure_model(self) -> None:
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        if self.compile_options is not None and getattr(self.net, "_compiled_call_impl", None) is None:
+        if self.compile_options is not None and not self._compiled:
             self.net.compile(**self.compile_options)  # in place: compiled on the first batch
+            self._compiled = True
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
@@ -136,51 +149,48 @@ class ClassificationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_sets)
 
-    def on_fit_start(self) -> None:
-        if self.automatic_optimization:
-            return
-        trainer = self.trainer
-        needs_one = [f"{type(cb).__name__}.{hook}" for cb in trainer.callbacks for hook in PER_STEP_HOOKS
-                     if getattr(type(cb), hook, None) is not getattr(L.Callback, hook)]
-        if trainer.world_size > 1:
-            needs_one.append(f"training on {trainer.world_size} devices")
-        if str(trainer.precision) in ("16-mixed", "16"):  # fp16 needs the GradScaler of Lightning's loop
-            needs_one.append(f"trainer.precision={trainer.precision} (loss scaling)")
-        if needs_one:
-            raise UserError(f"steps_per_call={self.steps_per_call} runs several optimizer steps per training_step; "
-                            f"{', '.join(needs_one)} needs one step per call: set steps_per_call=1")
-
     def on_train_epoch_start(self) -> None:
         self._reset(["train"])
         self._epoch_first_step = self.global_step
+        self._epoch_batches = 0
 
-    def training_step(self, batch, batch_idx: int) -> Tensor | None:
-        if self.automatic_optimization:
-            loss = self._step(batch, "train")
-        else:
-            self._run_steps(batch)
-            loss = None
-        if batch_idx + 1 >= self.trainer.num_training_batches:
-            # Logged at the epoch's last step, so callbacks' on_train_epoch_end already see them.
-            self._log_epoch(["train"])
-        return loss
-
-    def _run_steps(self, batches: BatchGroup) -> None:
-        """One optimizer step per batch, as a hand-written loop does them."""
-        lightning_optimizer = self.optimizers()
-        optimizer = lightning_optimizer.optimizer
-        scheduler = self.lr_schedulers() if self.scheduler_interval == "step" else None
+    def training_step(self, dataloader_iter: Iterator) -> None:
+        """Up to ``steps_per_call`` optimizer steps, one per batch pulled from ``dataloader_iter``."""
+        optimizer = self.optimizers()
+        schedulers = self._schedulers() if self.scheduler_interval == "step" else []
         max_steps = self.trainer.max_steps
-        if max_steps >= 0:
-            batches = batches[: max(0, max_steps - self.global_step)]
-        for batch in batches:
+        for _ in range(self.steps_per_call):
+            if 0 <= max_steps <= self.global_step:
+                break
+            try:
+                batch, _, _ = next(dataloader_iter)
+            except StopIteration:
+                break
+            batch = self.trainer.precision_plugin.convert_input(batch)
+            batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+            loss = self._step(batch, "train")
             optimizer.zero_grad()
-            self._step(batch, "train").backward()
-            lightning_optimizer._on_before_step()  # Lightning's step counter (trainer.global_step)
-            optimizer.step()
-            lightning_optimizer._on_after_step()
-            if scheduler is not None:
+            self.manual_backward(loss)
+            optimizer.step()  # on_before_optimizer_step hooks (and clipping, below) run inside
+            for scheduler in schedulers:
                 scheduler.step()
+            self._epoch_batches += 1
+        if self._epoch_batches >= self.trainer.num_training_batches:
+            # Logged at the epoch's last call, so callbacks' on_train_epoch_end already see them.
+            self._log_epoch(["train"])
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called by Lightning inside optimizer.step(), after the callbacks' hook and, with fp16,
+        # after unscaling: where automatic optimization clips.
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val,
+                                gradient_clip_algorithm=self.gradient_clip_algorithm)
+
+    def _schedulers(self) -> list[Any]:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return []
+        return list(schedulers) if isinstance(schedulers, list) else [schedulers]
 
     def on_validation_start(self) -> None:
         # In-fit validation runs before checkpoints are saved: stop before a diverged model is.
@@ -189,11 +199,18 @@ class ClassificationModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._raise_if_diverged()
-        if not self.automatic_optimization:
-            # Lightning steps schedulers only under automatic optimization; same place otherwise.
-            for config in self.trainer.lr_scheduler_configs:
-                if config.interval == "epoch" and (self.current_epoch + 1) % config.frequency == 0:
-                    config.scheduler.step()
+        if self.scheduler_interval != "epoch":
+            return
+        for scheduler in self._schedulers():
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                monitor = self.scheduler_monitor
+                value = self.trainer.callback_metrics.get(monitor) if monitor else None
+                if value is None:
+                    raise UserError(f"ReduceLROnPlateau needs task.scheduler_monitor naming a logged metric "
+                                    f"(got {monitor!r}; logged: {sorted(self.trainer.callback_metrics)})")
+                scheduler.step(value)
+            else:
+                scheduler.step()
 
     def _raise_if_diverged(self) -> None:
         totals = self._totals.get("train")
@@ -202,7 +219,7 @@ class ClassificationModule(L.LightningModule):
             raise UserError(
                 f"training diverged: the loss became NaN/inf in epoch {self.current_epoch} (optimizer steps "
                 f"{self._epoch_first_step}-{self.global_step - 1}); lower optimizer.lr (or clip gradients with "
-                "trainer.gradient_clip_val=1.0 and steps_per_call=1). Everything written so far is in the run dir"
+                "task.gradient_clip_val=1.0). Everything written so far is in the run dir"
             )
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
