@@ -37,6 +37,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
 from dlfoundations.sweeps.devices import sweep_job_device
+from dlfoundations.sweeps.requeue import requeued_checkpoint
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -107,7 +108,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         task.example_input_array = torch.zeros(2, *cfg.data.input_shape)
     callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = _instantiate_group(cfg.get("logger"), "logger")
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name)
+    # A job SLURM requeued (time limit, pre-emption) continues from its own last checkpoint.
+    ckpt_path = requeued_checkpoint(callbacks) or resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.task_name)
     if ckpt_path:
         check_checkpoint(ckpt_path, task)
     if trainer_args.get("enable_checkpointing") is None and not any(isinstance(c, ModelCheckpoint) for c in callbacks):

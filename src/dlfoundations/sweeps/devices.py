@@ -60,16 +60,31 @@ def local_jobs(jobs_per_gpu: int, cpu_jobs: int | None) -> int:
     return cpu_jobs or os.cpu_count() or 1
 
 
+def slurm_cpus() -> int | None:
+    """The CPUs SLURM gave this job (``SLURM_CPUS_PER_TASK``, else its CPU affinity); None outside SLURM."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return None
+    given = os.environ.get("SLURM_CPUS_PER_TASK")
+    return int(given) if given and given.isdigit() else len(os.sched_getaffinity(0))
+
+
 @contextlib.contextmanager
 def sweep_job_device(trainer_args: dict, jobs_per_gpu: int = 1, cpu_threads: int = 1) -> Iterator[None]:
-    """In a job of the local parallel launcher, pin the job to a free GPU (``trainer_args`` get
-    ``accelerator="gpu", devices=[i]``) or, without GPUs, limit its torch threads. A no-op for
-    single runs and for other launchers (SLURM gives each job its own GPU already)."""
+    """Give a sweep job its share of the machine, whatever the launcher:
+
+    - in a SLURM job, torch uses as many threads as the CPUs SLURM gave it (a cluster that does not
+      pin jobs to their cores would otherwise run every job with all cores' threads);
+    - in a job of the local parallel launcher, pin the job to a free GPU (``trainer_args`` get
+      ``accelerator="gpu", devices=[i]``) or, without GPUs, use ``cpu_threads`` threads.
+    A no-op for single runs outside SLURM."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     import torch
 
+    cpus = slurm_cpus()
+    if cpus:
+        torch.set_num_threads(cpus)
     if not HydraConfig.initialized():
         yield
         return
