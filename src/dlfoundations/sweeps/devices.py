@@ -8,10 +8,13 @@ lock when the process dies, so a crashed job never leaks its GPU. ``jobs_per_gpu
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def slot_order(num_devices: int, jobs_per_device: int) -> list[tuple[int, int]]:
@@ -85,6 +88,7 @@ def sweep_job_device(trainer_args: dict, jobs_per_gpu: int = 1, cpu_threads: int
     cpus = slurm_cpus()
     if cpus:
         torch.set_num_threads(cpus)
+        log.info("torch threads: %d (the CPUs SLURM gave this job)", cpus)
     if not HydraConfig.initialized():
         yield
         return

@@ -122,32 +122,36 @@ class SlurmLauncher(SubmititSlurmLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             args.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-        jobs = executor.map_array(self, *zip(*args))
-        array_id = jobs[0].job_id.split("_")[0]
-        log.info(f"submitted SLURM array {array_id} ({len(jobs)} jobs) into {sweep_dir}; "
-                 f"cancel it with: scancel {array_id}")
-        return self._wait(jobs, job_overrides, initial_job_idx)
+        # SIGTERM, like Ctrl-C, interrupts the wait below, which cancels the jobs (SIGKILL cannot:
+        # hence the scancel command printed at submission).
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        jobs: list = []
+        try:
+            jobs = executor.map_array(self, *zip(*args))
+            array_id = jobs[0].job_id.split("_")[0]
+            log.info(f"submitted SLURM array {array_id} ({len(jobs)} jobs) into {sweep_dir}; "
+                     f"cancel it with: scancel {array_id}")
+            return self._wait(jobs, job_overrides, initial_job_idx)
+        except KeyboardInterrupt:
+            # scancel of a job that has ended is a no-op: cancel them all without asking sacct first.
+            ids = [j.job_id for j in jobs]
+            if ids:
+                subprocess.call(["scancel", *ids])
+            raise SystemExit(f"error: sweep interrupted; cancelled its SLURM jobs {' '.join(ids)}" if ids else
+                             "error: sweep interrupted while submitting; check `squeue --me`") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def _wait(self, jobs: list, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         import submitit
 
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            returns = []
-            for idx, (job, overrides) in enumerate(zip(jobs, job_overrides), start=initial_job_idx):
-                try:
-                    returns.append(job.results()[0])
-                except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as err:
-                    returns.append(self._record_failure(job, list(overrides), idx, err))
-            return returns
-        except KeyboardInterrupt:
-            pending = [j.job_id for j in jobs if not j.done()]
-            if pending:
-                subprocess.call(["scancel", *pending])
-                log.error("interrupted: cancelled SLURM jobs %s", " ".join(pending))
-            raise
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        returns = []
+        for idx, (job, overrides) in enumerate(zip(jobs, job_overrides), start=initial_job_idx):
+            try:
+                returns.append(job.results()[0])
+            except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as err:
+                returns.append(self._record_failure(job, list(overrides), idx, err))
+        return returns
 
     def _record_failure(self, job: Any, overrides: list[str], idx: int, err: Exception) -> JobReturn:
         """failure.json (and, where the job never started, .hydra/overrides.yaml) in the job's dir;
