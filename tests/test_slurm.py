@@ -151,8 +151,8 @@ def test_sweep_on_slurm_matches_local_runs_and_limits_threads(cluster, one_threa
 
 @pytest.mark.slurm
 def test_scancel_of_one_job_is_recorded_and_skip_finished_reruns_it(cluster, tmp_path):
-    # Job 1 trains long enough (~10 s) to be cancelled while it runs.
-    args = [*RUN, "trainer.max_epochs=200", "data.train_size=2000", "model.width=128", "data.label_noise=0.5,1.0"]
+    # Job 1 trains long enough (100 epochs, a few seconds) to be cancelled while it runs.
+    args = [*RUN, "trainer.max_epochs=100", "data.train_size=1000", "data.label_noise=0.5,1.0"]
     proc = _sweep(args, tmp_path)
     array, lines = _array_id(proc)
     assert _epoch_checkpointed(tmp_path / "sweep" / "1", 1, time.monotonic() + 60), "job 1 never started"
