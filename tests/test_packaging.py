@@ -10,7 +10,8 @@ from helpers import REPO
 def test_pyproject_lists_every_package_and_config_folder():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     src = REPO / "src"
-    code = {".".join(p.parent.relative_to(src).parts) for p in src.glob("dlfoundations/**/__init__.py")}
+    code = {".".join(p.parent.relative_to(src).parts) for p in [*src.glob("dlfoundations/**/__init__.py"),
+                                                                 *src.glob("hydra_plugins/*/__init__.py")]}
     conf = {"dlfoundations.conf"} | {
         "dlfoundations.conf." + ".".join(p.relative_to(REPO / "conf").parts)
         for p in (REPO / "conf").rglob("*") if p.is_dir() and p.name != "__pycache__"

@@ -230,3 +230,13 @@ def test_stopping_the_sweep_process_cancels_its_jobs(cluster, tmp_path):
             break
         time.sleep(0.5)
     assert states and all(s.startswith("CANCELLED") for s in states), states
+
+
+@pytest.mark.slurm
+def test_optuna_search_on_slurm(cluster, tmp_path):
+    from test_hparams_search import check_study, run_search
+
+    proc = run_search(tmp_path, "hydra/launcher=slurm_cpu")
+    assert proc.returncode == 1, proc.stderr[-3000:]  # failed trials make the multirun exit 1
+    assert (proc.stdout + proc.stderr).count("submitted SLURM array") == 2  # 4 trials in batches of n_jobs=2
+    check_study(tmp_path / "sweep", trials=4)
