@@ -38,9 +38,11 @@ from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
 from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.requeue import requeued_checkpoint
+from dlfoundations.sweeps.slurm_launcher import register_launcher
 
 log = logging.getLogger(__name__)
 register_resolvers()
+register_launcher()  # hydra/launcher=slurm, also from an editable install
 quiet_known_noise()
 
 

@@ -182,3 +182,13 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def register_launcher() -> None:
+    """Make Hydra know the launcher also where its plugin scan cannot list our ``hydra_plugins``
+    package (editable installs serve it through an import hook that ``pkgutil`` does not list)."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.dlfoundations_launcher import SlurmLauncher as Registered
+
+    Plugins.instance().register(Registered)
