@@ -72,6 +72,7 @@ SQL
 
 write_configs() {
   mkdir -p "$DIR"/{state,spool,log,pids}
+  chmod 755 "$DIR"  # munged and mariadbd run as their own users (mktemp -d makes it 700)
   # The node as slurmd detects it (CPUs, sockets, cores, memory); the hostname is not `localhost`.
   local node
   node=$(slurmd -C | head -1 | sed -E 's/^NodeName=[^ ]+/NodeName=localhost NodeAddr=127.0.0.1/')
