@@ -109,6 +109,10 @@ class SlurmLauncher(SubmititSlurmLauncher):
             print(f"error: {err}", file=sys.stderr)  # one line, exit code 2: a user mistake, nothing submitted
             sys.exit(2)
 
+        acct = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True)
+        if acct.returncode != 0:
+            log.warning("sacct failed (%s): without SLURM accounting submitit cannot see that SLURM ended a job, "
+                        "and the sweep would wait for such a job forever", " ".join(acct.stderr.split())[:200])
         # As the parent class does: executor from the launcher's params, one array for all jobs.
         init_keys = {"submitit_folder", "max_num_timeout"}
         executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
