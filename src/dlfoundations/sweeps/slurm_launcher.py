@@ -10,6 +10,7 @@ safe for sweeps.
   no value for it (as a job that raised does), and the sweep summary lists it in ``failed.txt``.
 """
 
+import json
 import logging
 import re
 import shutil
@@ -171,8 +172,9 @@ class SlurmLauncher(SubmititSlurmLauncher):
         error = f"SLURM job {job.job_id} ended without a result: {state}"
         if info.get("reason") and info["reason"] != "None":
             error += f" ({info['reason']})"
-        if (job_dir / "results.json").exists():
-            error = None  # it finished and was ended afterwards (e.g. in its epilog): nothing lost
+        value = None
+        if (job_dir / "results.json").exists():  # it finished and was ended afterwards (e.g. in its epilog)
+            error, value = None, json.loads((job_dir / "results.json").read_text()).get("optimized_value")
         if error:
             if not (job_dir / ".hydra" / "overrides.yaml").exists():
                 atomic_write_text(job_dir / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
@@ -181,7 +183,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
                                                          "log": str(job.paths.stderr)})
             log.error("sweep job %d (%s): %s; log: %s", idx, " ".join(overrides), error, job.paths.stderr)
         return JobReturn(overrides=overrides, cfg=sweep_config, working_dir=str(job_dir), status=JobStatus.COMPLETED,
-                         task_name=str(sweep_config.hydra.job.name), _return_value=None)
+                         task_name=str(sweep_config.hydra.job.name), _return_value=value)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
