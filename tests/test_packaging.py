@@ -19,6 +19,8 @@ def test_every_config_folder_is_a_discovered_package():
                for p in (REPO / "conf").rglob("*.yaml")} | {"dlfoundations.conf"}
     folders = {f.rstrip(".") for f in folders}
     assert folders <= found, f"config folders not shipped: {sorted(folders - found)}"
+    # The SLURM launcher lives where Hydra looks for plugins.
+    assert "hydra_plugins.dlfoundations_launcher" in found
 
 
 def test_configs_are_found_through_the_package_not_the_working_dir(tmp_path, monkeypatch):

@@ -47,9 +47,12 @@ from dlfoundations.models import count_parameters
 from dlfoundations.preflight import preflight
 from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
+from dlfoundations.sweeps.requeue import requeued_checkpoint
+from dlfoundations.sweeps.slurm_launcher import register_launcher
 
 log = logging.getLogger(__name__)
 register_resolvers()
+register_launcher()  # hydra/launcher=slurm, also from an editable install
 quiet_known_noise()
 
 
@@ -147,7 +150,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     callbacks.append(ResumeHint(output_dir))  # Ctrl-C prints the command that resumes the run
     loggers = _instantiate_group(cfg.get("logger"), "logger")
     callbacks.append(FitProgress())
-    ckpt_path = resolve_ckpt_path(cfg)
+    # A job SLURM requeued (time limit, pre-emption) continues from its own last checkpoint.
+    ckpt_path = requeued_checkpoint(callbacks) or resolve_ckpt_path(cfg)
     if ckpt_path:
         check_checkpoint(ckpt_path, task)
     if trainer_args.get("enable_checkpointing") is None and not any(isinstance(c, ModelCheckpoint) for c in callbacks):

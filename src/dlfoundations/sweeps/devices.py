@@ -1,17 +1,23 @@
 """One GPU per sweep job on one machine: a pool of lock files, one per (GPU, slot).
 
-Jobs of a local parallel sweep (``hydra/launcher=local``) run in worker processes that may be
-reused. Each job takes the first free slot, GPU-major (all GPUs' first slot before any second
-slot), holds its lock for the job's lifetime and trains on ``devices=[gpu]``. The OS drops the
-lock when the process dies, so a crashed job never leaks its GPU. ``jobs_per_gpu`` > 1 packs jobs.
+Jobs of a local parallel sweep (``hydra/launcher=local``) run in worker processes that joblib
+reuses. A worker's first GPU job takes the first free slot, GPU-major (all GPUs' first slot before
+any second slot), and, before CUDA starts, hides every other GPU from its process
+(``CUDA_VISIBLE_DEVICES``): no job of that worker can create a CUDA context on another job's GPU.
+Later jobs of the worker wait for a slot on the same GPU. A job holds its slot's lock for its
+lifetime; the OS drops it when the process dies, so a crashed job never leaks its GPU.
+``jobs_per_gpu`` > 1 packs jobs.
 """
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def slot_order(num_devices: int, jobs_per_device: int) -> list[tuple[int, int]]:
@@ -21,8 +27,10 @@ def slot_order(num_devices: int, jobs_per_device: int) -> list[tuple[int, int]]:
 
 @contextlib.contextmanager
 def device_slot(lock_dir: str | Path, num_devices: int, jobs_per_device: int = 1,
-                poll_seconds: float = 0.2, timeout_seconds: float | None = None) -> Iterator[int]:
-    """Hold a free (device, slot) lock for the ``with`` body and yield the device index."""
+                poll_seconds: float = 0.2, timeout_seconds: float | None = None,
+                only: int | None = None) -> Iterator[int]:
+    """Hold a free (device, slot) lock (on device ``only`` if given) for the ``with`` body and
+    yield the device index."""
     if num_devices < 1 or jobs_per_device < 1:
         raise ValueError("need at least one device and one job per device")
     lock_dir = Path(lock_dir)
@@ -30,6 +38,8 @@ def device_slot(lock_dir: str | Path, num_devices: int, jobs_per_device: int = 1
     start = time.monotonic()
     while True:
         for device, slot in slot_order(num_devices, jobs_per_device):
+            if only is not None and device != only:
+                continue
             fd = os.open(lock_dir / f"device{device}.slot{slot}.lock", os.O_CREAT | os.O_RDWR, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -49,6 +59,33 @@ def device_slot(lock_dir: str | Path, num_devices: int, jobs_per_device: int = 1
         time.sleep(poll_seconds)
 
 
+# This process's GPU once a job has bound it: {"index": i among the GPUs the sweep saw, "count": n}.
+_BOUND_GPU: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def isolated_gpu(lock_dir: str | Path, num_devices: int, jobs_per_device: int = 1,
+                 poll_seconds: float = 0.2) -> Iterator[int]:
+    """Hold a slot on this process's GPU for the ``with`` body; yield the index to train on (0:
+    the process sees only its GPU). The first call of a process takes a free slot and sets
+    ``CUDA_VISIBLE_DEVICES`` to that GPU before CUDA starts; later calls wait for a slot on it."""
+    import torch
+
+    bound = _BOUND_GPU.get("index")
+    if bound is None and torch.cuda.is_initialized():
+        raise RuntimeError("CUDA was started in this sweep worker before it was given a GPU, so it may hold "
+                           "a context on another job's GPU; do not touch CUDA at import time")
+    with device_slot(lock_dir, _BOUND_GPU.get("count", num_devices), jobs_per_device, poll_seconds,
+                     only=bound) as gpu:
+        if bound is None:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            ids = [v.strip() for v in visible.split(",")] if visible else [str(i) for i in range(num_devices)]
+            os.environ["CUDA_VISIBLE_DEVICES"] = ids[gpu]
+            _BOUND_GPU.update(index=gpu, count=num_devices)
+            log.info("this worker (pid %d) uses GPU %s only", os.getpid(), ids[gpu])
+        yield 0
+
+
 def local_jobs(jobs_per_gpu: int, cpu_jobs: int | None) -> int:
     """How many jobs a local sweep runs at once: GPUs x jobs_per_gpu, or ``cpu_jobs`` (default:
     the number of cores) where there is no GPU."""
@@ -60,16 +97,32 @@ def local_jobs(jobs_per_gpu: int, cpu_jobs: int | None) -> int:
     return cpu_jobs or os.cpu_count() or 1
 
 
+def slurm_cpus() -> int | None:
+    """The CPUs SLURM gave this job (``SLURM_CPUS_PER_TASK``, else its CPU affinity); None outside SLURM."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return None
+    given = os.environ.get("SLURM_CPUS_PER_TASK")
+    return int(given) if given and given.isdigit() else len(os.sched_getaffinity(0))
+
+
 @contextlib.contextmanager
 def sweep_job_device(trainer_args: dict, jobs_per_gpu: int = 1, cpu_threads: int = 1) -> Iterator[None]:
-    """In a job of the local parallel launcher, pin the job to a free GPU (``trainer_args`` get
-    ``accelerator="gpu", devices=[i]``) or, without GPUs, limit its torch threads. A no-op for
-    single runs and for other launchers (SLURM gives each job its own GPU already)."""
+    """Give a sweep job its share of the machine, whatever the launcher:
+
+    - in a SLURM job, torch uses as many threads as the CPUs SLURM gave it (a cluster that does not
+      pin jobs to their cores would otherwise run every job with all cores' threads);
+    - in a job of the local parallel launcher, pin the job to a free GPU (``trainer_args`` get
+      ``accelerator="gpu", devices=[i]``) or, without GPUs, use ``cpu_threads`` threads.
+    A no-op for single runs outside SLURM."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     import torch
 
+    cpus = slurm_cpus()
+    if cpus:
+        torch.set_num_threads(cpus)
+        log.info("torch threads: %d (the CPUs SLURM gave this job)", cpus)
     if not HydraConfig.initialized():
         yield
         return
@@ -77,11 +130,13 @@ def sweep_job_device(trainer_args: dict, jobs_per_gpu: int = 1, cpu_threads: int
     if hydra_cfg.mode != RunMode.MULTIRUN or "Joblib" not in str(hydra_cfg.launcher.get("_target_", "")):
         yield
         return
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    # After this worker's first GPU job it sees one GPU: the pool's size is what it saw before.
+    gpus = _BOUND_GPU.get("count") or (torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if not gpus:
         torch.set_num_threads(cpu_threads)
         yield
         return
-    with device_slot(Path(hydra_cfg.sweep.dir) / ".device_locks", gpus, jobs_per_gpu) as gpu:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // (gpus * jobs_per_gpu)))  # this job's share
+    with isolated_gpu(Path(hydra_cfg.sweep.dir) / ".device_locks", gpus, jobs_per_gpu) as gpu:
         trainer_args.update(accelerator="gpu", devices=[gpu])
         yield
