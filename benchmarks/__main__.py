@@ -29,9 +29,10 @@ def _rows(module: str, quick: bool) -> list[tuple]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and epochs (a smoke run)")
-    parser.add_argument("--no-sweep", action="store_true", help="skip the sweep rows (about 7 minutes on 2 cores)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the sweep rows (about 12 minutes on 2 cores)")
     args = parser.parse_args(argv)
-    modules = ["data_path", "overhead", *([] if args.no_sweep else ["sweep"]), "gpu_options", "fold_bn", "eval_schedule"]
+    modules = ["data_path", "overhead", *([] if args.no_sweep else ["sweep", "sweep_fit"]), "gpu_options", "fold_bn",
+               "eval_schedule"]
     rows = []
     for module in modules:
         rows += _rows(module, args.quick)

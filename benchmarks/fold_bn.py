@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from dlfoundations.analysis import fold_batchnorm, median_seconds
-from dlfoundations.models import ResNet18, SmallNet, VGG
+from dlfoundations.models import VGG, ResNet18, SmallNet
 
 MODELS = {
     "smallNet (CIFAR, 3x32x32)": lambda: SmallNet(),

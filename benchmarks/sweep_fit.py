@@ -4,7 +4,8 @@ Both sides run the 19 widths of ``experiment=double_descent`` (500 epochs, SGD, 
 parallel single-threaded processes on this machine, each job building its own data (the same
 MNIST-1D tensors, labels and initial weights: the hand sweep instantiates the project's data and
 model configs under the same seed, then trains with a plain loop). The project side is
-``python src/train.py -m experiment=double_descent`` (the local launcher); its fit time is the
+``python src/train.py -m experiment=double_descent`` (the local launcher, without the per-epoch
+evaluation schedule, which the hand sweep does not do either); its fit time is the
 sum of the jobs' ``fit_seconds`` (``trainer.fit`` alone). The hand side times its training loop
 alone. Ratio = project / hand over the summed fit times; wall times of both sweeps are printed
 too. Each job's final training loss must agree between the sides, or the row compares different
@@ -80,8 +81,10 @@ def _hand_sweep(widths: list[int], epochs: int, data_dir: str) -> tuple[float, d
 
 
 def _project_sweep(epochs: int, log_dir: Path, data_dir: str) -> tuple[float, dict[int, tuple[float, float]]]:
+    # No per-epoch evaluation (the experiment's evaluation schedule): the hand sweep does none.
     cmd = [sys.executable, "src/train.py", "-m", "experiment=double_descent", "hydra/launcher=local",
-           f"trainer.max_epochs={epochs}", f"paths.log_dir={log_dir}"]
+           "data.eval_sets=[]", "callbacks.eval_schedule=null", f"trainer.max_epochs={epochs}",
+           f"paths.log_dir={log_dir}"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "DLF_DATA_DIR": data_dir}, capture_output=True, text=True)
     wall = time.perf_counter() - start

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for the `slurm` tests and for trying the SLURM launcher.
 #   scripts/slurm_local.sh start    install what is missing (Debian packages, as root), write the
-#                                   configs into $DLF_SLURM_DIR (default /tmp/dlf-slurm), start munge,
+#                                   configs into $DLF_SLURM_DIR (default dlf-slurm in $TMPDIR or the system temp dir), start munge,
 #                                   MariaDB, slurmdbd, slurmctld and slurmd, wait until the node is idle
 #   scripts/slurm_local.sh stop     stop the daemons this script started, by their recorded PIDs
 #   scripts/slurm_local.sh status   the daemons' PIDs and `sinfo`
@@ -10,7 +10,7 @@
 # it a job that SLURM kills stays UNKNOWN and the sweep waits forever.
 set -euo pipefail
 
-DIR=${DLF_SLURM_DIR:-/tmp/dlf-slurm}
+DIR=${DLF_SLURM_DIR:-${TMPDIR:-/tmp}/dlf-slurm}
 CLUSTER=dlf
 DB_PORT=${DLF_SLURM_DB_PORT:-3307}
 export SLURM_CONF=$DIR/slurm.conf

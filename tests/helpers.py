@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from dlfoundations.config import compose_config, register_resolvers
-from dlfoundations.models import CNN, LNiN, VGG, PreActResNet18, ResNet18, SmallNet, STMNet
+from dlfoundations.models import CNN, VGG, LNiN, PreActResNet18, ResNet18, SmallNet, STMNet
 
 register_resolvers()
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +27,17 @@ BN_FAMILIES = {
     "stm": lambda bn: STMNet(batch_norm=bn, width=16, cardinality=4),
     "nin": lambda bn: LNiN(batch_norm=bn, width=4, hidden=8),
 }
+
+
+# Short runs shared by the training-step tests: an MNIST-1D MLP with an epoch schedule, and a CIFAR
+# CNN with batch augmentation and a per-step schedule.
+MLP = ["data=mnist1d", "data.train_size=470", "data.val_size=0", "data.test_size=100", "data.batch_size=50",
+       "data.label_noise=0.2", "model=mlp", "model.width=32", "trainer.max_epochs=3",
+       "callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.training_curves=null",
+       "scheduler=step", "scheduler.factory.step_size=1", "scheduler.factory.gamma=0.5"]
+CIFAR = ["data=cifar10", "data.subset_size=150", "data.batch_size=16", "model=cnn", "model.width=4",
+         "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+         "callbacks.training_curves=null", "scheduler=inverse_sqrt", "scheduler.factory.every=4"]
 
 
 def make_cfg(overrides: list[str], out_dir: Path, data_dir: Path | None = None) -> DictConfig:

@@ -7,7 +7,7 @@ import pytest
 
 from dlfoundations.sweeps import write_summary
 from dlfoundations.sweeps.aggregate import band_points, mean_std_ci
-from synthetic_sweeps import make_sweep
+from tests.synthetic_sweeps import make_sweep
 
 # Test accuracy of width w, seed s: known values, so means and stds are known.
 ACC = {(4, 0): 0.50, (4, 1): 0.60, (4, 2): 0.70, (16, 0): 0.80, (16, 1): 0.84, (16, 2): 0.88}
@@ -15,7 +15,7 @@ ACC = {(4, 0): 0.50, (4, 1): 0.60, (4, 2): 0.70, (16, 0): 0.80, (16, 1): 0.84, (
 
 def seeds_sweep(root):
     # Every job also carries the same command-line overrides (not swept: no group key, no column).
-    jobs = [({"model.width": w, "seed": s, "trainer.max_epochs": 4, "paths.log_dir": "/tmp/logs"},
+    jobs = [({"model.width": w, "seed": s, "trainer.max_epochs": 4, "paths.log_dir": "logs"},
              {"test/acc": a, "train_eval/acc": 1.0}, 10 * w) for (w, s), a in ACC.items()]
     return make_sweep(root, jobs, config={"data": {"train_size": 100, "label_noise": 0.15}})
 
@@ -70,7 +70,7 @@ def test_summarize_script_takes_band_and_epsilon(tmp_path):
     import subprocess
     import sys
 
-    from helpers import REPO
+    from tests.helpers import REPO
 
     sweep = seeds_sweep(tmp_path / "sweep")
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(sweep), "--band", "ci95",

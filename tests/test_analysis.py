@@ -11,7 +11,7 @@ from dlfoundations.analysis.counting import count_model
 from dlfoundations.analysis.receptive_field import analytic_receptive_field, receptive_field_box, receptive_field_mask
 from dlfoundations.models import VGG, BottleneckBlock, ResNet18, STMBlock
 from dlfoundations.models.inception import BottleneckInception, NaiveInception
-from helpers import REPO
+from tests.helpers import REPO
 
 CONV, LINEAR = (nn.Conv2d,), (nn.Linear,)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dlfoundations.train import main
-from helpers import REPO, make_cfg
+from tests.helpers import REPO, make_cfg
 
 CONF = REPO / "conf"
 # The data config each model runs on (its input shape); CIFAR-10 comes from files the tests write.

@@ -12,7 +12,7 @@ from dlfoundations.data import (
 from dlfoundations.data.augment import random_crop_flip
 from dlfoundations.data.corruption import corrupt_inputs, corrupt_labels
 from dlfoundations.errors import UserError
-from helpers import write_cifar10, write_mnist
+from tests.helpers import write_cifar10, write_mnist
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.2, 0.5, 1.0])

@@ -18,7 +18,7 @@ from omegaconf import open_dict
 
 from dlfoundations.errors import UserError
 from dlfoundations.train import main
-from helpers import REPO, make_cfg
+from tests.helpers import REPO, make_cfg
 
 RUN = ["experiment=memorize_cpu", "data.train_size=500", "data.val_size=100", "data.test_size=200",
        "data.label_noise=0", "model.width=128", "optimizer.lr=0.003", "trainer.max_epochs=4",
@@ -97,6 +97,7 @@ def test_eval_reproduces_the_runs_test_metrics_and_predicts(trained, tmp_path):
         assert abs(results["metrics"][name] - metrics[name]) <= EXACT, name
 
 
+@pytest.mark.slow
 def test_eval_mistakes_are_one_line_errors(trained, tmp_path):
     run_dir, _, data_dir = trained
     np.savez(tmp_path / "wrong.npz", x=np.zeros((3, 41), dtype=np.float32))

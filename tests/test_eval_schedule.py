@@ -9,8 +9,8 @@ from dlfoundations.callbacks.eval_schedule import schedule_epochs
 from dlfoundations.errors import UserError
 from dlfoundations.sweeps.heatmap import epoch_grid, write_heatmaps
 from dlfoundations.train import main
-from helpers import make_cfg
-from synthetic_sweeps import make_sweep
+from tests.helpers import make_cfg
+from tests.synthetic_sweeps import make_sweep
 
 
 def test_log_schedule_has_the_asked_number_of_distinct_epochs():
@@ -53,7 +53,7 @@ def test_width_by_epoch_grid_averages_seeds(tmp_path):
         for seed in (0, 1):
             acc = 0.5 + 0.1 * seed + (0.2 if width == 16 else 0.0)
             histories.append([{"epoch": e, "test/acc": acc, "train_eval/acc": acc} for e in (1, 10, 100)])
-            jobs.append(({"model.width": width, "seed": seed, "paths.log_dir": "/tmp/logs"}, {"test/acc": acc}, width))
+            jobs.append(({"model.width": width, "seed": seed, "paths.log_dir": "logs"}, {"test/acc": acc}, width))
     sweep = make_sweep(tmp_path, jobs, histories=histories)
     grid = epoch_grid(sweep, "model.width")[()]
     assert grid["widths"] == [4.0, 16.0] and grid["epochs"] == [1, 10, 100]

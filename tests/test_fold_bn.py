@@ -11,7 +11,7 @@ import dlfoundations.callbacks.fold_bn as fold_bn_callback
 from dlfoundations.analysis import fold_batchnorm, load_into_twin, plan_batchnorm_folding
 from dlfoundations.errors import UserError
 from dlfoundations.train import main
-from helpers import BN_FAMILIES, make_cfg
+from tests.helpers import BN_FAMILIES, make_cfg
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 

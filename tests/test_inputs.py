@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from dlfoundations.errors import UserError
 from dlfoundations.preflight import check_data_dir, check_fit, check_options, preflight
 from dlfoundations.train import instantiate, main
-from helpers import REPO, make_cfg
+from tests.helpers import REPO, make_cfg
 
 CONF = REPO / "conf"
 

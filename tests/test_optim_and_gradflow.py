@@ -8,7 +8,7 @@ import torch
 from dlfoundations.models import ResNet18
 from dlfoundations.tasks.optim import build_optimizer
 from dlfoundations.train import main
-from helpers import make_cfg
+from tests.helpers import make_cfg
 
 
 def test_no_decay_groups_exempt_bn_and_biases():

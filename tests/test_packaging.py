@@ -7,7 +7,7 @@ import tomllib
 from hydra import compose, initialize_config_module
 from setuptools import find_namespace_packages
 
-from helpers import REPO
+from tests.helpers import REPO
 
 
 def test_every_config_folder_is_a_discovered_package():

@@ -60,7 +60,7 @@ def test_double_descent_sweeps_use_the_parallel_launcher_unless_told_otherwise(e
 
 def test_course_stream_reproduces_the_published_random_features_points(tmp_path):
     from dlfoundations.train import main
-    from helpers import make_cfg
+    from tests.helpers import make_cfg
 
     # The course solution's figure (2 decimals): fixed lambda 10.41 at p = 341 (the peak), 2.67 at
     # p = 1491; tuned lambda 1.21 at p = 1491.

@@ -18,7 +18,7 @@ from dlfoundations.config import validate
 from dlfoundations.errors import UserError
 from dlfoundations.models import MLP
 from dlfoundations.train import instantiate, main
-from helpers import REPO, make_cfg
+from tests.helpers import REPO, make_cfg
 
 MLP_RUN = ["experiment=memorize_cpu", "data.train_size=500", "data.val_size=100", "data.test_size=100",
            "model.width=128", "callbacks.stop_when_memorized=null", "callbacks.progress_bar=null",
@@ -42,6 +42,7 @@ def cli(args, cwd, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     # ~0.3 s per epoch, so that the kill lands mid-run.
     run = [*MLP_RUN, "data.train_size=3000", "model.width=256", "trainer.max_epochs=12", "data.label_noise=0.5",

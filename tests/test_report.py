@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from dlfoundations.sweeps.report import FAIL, MISSING, PASS, build_report, write_report
-from helpers import REPO
-from synthetic_sweeps import make_sweep, write_job
+from tests.helpers import REPO
+from tests.synthetic_sweeps import make_sweep, write_job
 
 REFERENCE = {
     "source": "synthetic paper",

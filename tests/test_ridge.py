@@ -5,7 +5,7 @@ import torch
 
 from dlfoundations.tasks import ridge_solve
 from dlfoundations.train import main
-from helpers import make_cfg
+from tests.helpers import make_cfg
 
 
 @pytest.mark.parametrize("n,p", [(50, 20), (20, 50)], ids=["primal", "dual"])
@@ -46,9 +46,10 @@ def test_test_error_is_the_l2_norm_of_the_residual(tmp_path):
     cfg = make_cfg(["experiment=double_descent_rf", "data.stream=torch", "model.width=51"], tmp_path)
     metrics = main(cfg)["metrics"]
     # Recompute from scratch: same seed -> same data and features; fixed-lambda ridge on them.
+    import lightning as L
+
     from dlfoundations.data import LinearRegressionDataModule
     from dlfoundations.models import RandomFeatures
-    import lightning as L
 
     L.seed_everything(0, verbose=False)
     dm = LinearRegressionDataModule(seed=0, num_classes=1)

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import torch
 from dlfoundations.errors import UserError
 from dlfoundations.sweeps.slurm_launcher import check_request, parse_sinfo
 from dlfoundations.train import main
-from helpers import REPO, make_cfg
+from tests.helpers import REPO, make_cfg
+from tests.study import check_study, run_search
 
 SINFO = "debug*|localhost|2|24105|(null)\ngpu|g1|32|256000|gpu:a100:4(S:0-1)\n"
 # A short MLP run (~1-2 s of training) whose every epoch is checkpointed.
@@ -58,7 +60,7 @@ def test_requests_that_fit_name_their_partition():
 def _cluster_skip_reason() -> str | None:
     if shutil.which("sinfo") is None:
         return "no SLURM here (sinfo not on PATH); start one with scripts/slurm_local.sh start"
-    conf = os.environ.get("SLURM_CONF") or str(Path(os.environ.get("DLF_SLURM_DIR", "/tmp/dlf-slurm")) / "slurm.conf")
+    conf = os.environ.get("SLURM_CONF") or str(Path(os.environ.get("DLF_SLURM_DIR", Path(tempfile.gettempdir()) / "dlf-slurm")) / "slurm.conf")
     env = {**os.environ, "SLURM_CONF": conf} if Path(conf).exists() else dict(os.environ)
     proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=env)
     if proc.returncode != 0 or "idle" not in proc.stdout.split() and "mixed" not in proc.stdout.split():
@@ -234,8 +236,6 @@ def test_stopping_the_sweep_process_cancels_its_jobs(cluster, tmp_path):
 
 @pytest.mark.slurm
 def test_optuna_search_on_slurm(cluster, tmp_path):
-    from test_hparams_search import check_study, run_search
-
     proc = run_search(tmp_path, "hydra/launcher=slurm_cpu")
     assert proc.returncode == 1, proc.stderr[-3000:]  # failed trials make the multirun exit 1
     assert (proc.stdout + proc.stderr).count("submitted SLURM array") == 2  # 4 trials in batches of n_jobs=2

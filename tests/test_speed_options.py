@@ -4,8 +4,7 @@ they train the same model (up to the precision asked for)."""
 import torch
 
 from dlfoundations.train import main
-from helpers import make_cfg
-from test_steps_per_call import CIFAR, MLP
+from tests.helpers import CIFAR, MLP, make_cfg
 
 
 def _run(overrides, out, data_root=None):

@@ -11,16 +11,7 @@ from dlfoundations.data import TensorBatchLoader
 from dlfoundations.data.augment import random_crop_flip
 from dlfoundations.errors import UserError
 from dlfoundations.train import main
-from helpers import make_cfg, run_cli
-
-MLP = ["data=mnist1d", "data.train_size=470", "data.val_size=0", "data.test_size=100", "data.batch_size=50",
-       "data.label_noise=0.2", "model=mlp", "model.width=32", "trainer.max_epochs=3",
-       "callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.training_curves=null",
-       "scheduler=step", "scheduler.factory.step_size=1", "scheduler.factory.gamma=0.5"]
-CIFAR = ["data=cifar10", "data.subset_size=150", "data.batch_size=16", "model=cnn", "model.width=4",
-         "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-         "callbacks.training_curves=null", "scheduler=inverse_sqrt", "scheduler.factory.every=4"]
-
+from tests.helpers import CIFAR, MLP, make_cfg, run_cli
 
 MLP_CONSTANT_LR = [o for o in MLP if not o.startswith("scheduler")]
 
@@ -119,6 +110,7 @@ def test_divergence_is_caught_with_several_steps_per_call(tmp_path):
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_with_several_steps_per_call(tmp_path):
     metrics = {}
     for k in (1, 3):

@@ -13,7 +13,7 @@ import yaml
 
 from dlfoundations.models import count_parameters
 from dlfoundations.train import main
-from helpers import REPO, make_cfg
+from tests.helpers import REPO, make_cfg
 
 TINY = ["data.train_size=200", "data.test_size=100", "data.batch_size=50", "trainer.max_epochs=1",
         "print_config=false", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
@@ -90,6 +90,7 @@ DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "steps_per
        "data.test_sets=[test,train_eval]"]
 
 
+@pytest.mark.slow
 def test_ddp_inside_a_multirun_summarizes_once_and_matches_one_process(tmp_path):
     sweep = tmp_path / "sweep"
     rc, out = finish(sweep_cli([*DDP, "seed=0,1,2", f"hydra.sweep.dir={sweep}"], tmp_path))
@@ -109,6 +110,7 @@ def test_ddp_inside_a_multirun_summarizes_once_and_matches_one_process(tmp_path)
         assert abs(ddp[name] - single[name]) <= 1e-6, f"{name}: ddp {ddp[name]} vs one process {single[name]}"
 
 
+@pytest.mark.slow
 def test_ddp_spawn_records_the_real_epochs_and_steps(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "src" / "train.py"), *TINY, "trainer.max_epochs=2",
                            "trainer=ddp", "trainer.strategy=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2",

@@ -12,7 +12,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from dlfoundations.sweeps import SweepSummary, collect, write_summary
-from helpers import REPO
+from tests.helpers import REPO
 
 
 def load_script(name: str):

@@ -15,7 +15,7 @@ from dlfoundations.sweeps import collect, write_summary
 from dlfoundations.sweeps.devices import device_slot, slot_order
 from dlfoundations.sweeps.summary import log_summary_to_wandb
 from dlfoundations.tasks.schedules import InverseSqrtSteps
-from helpers import REPO
+from tests.helpers import REPO
 
 
 def fake_sweep(root, widths=(4, 16, 64), fail=(2,)):

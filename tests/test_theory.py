@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 @pytest.fixture(autouse=True)
 def _float64():
     """The exact comparisons below are in float64."""

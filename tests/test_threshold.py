@@ -6,7 +6,7 @@ import pytest
 
 from dlfoundations.sweeps import write_summary
 from dlfoundations.sweeps.threshold import find_peak, interpolation_threshold
-from synthetic_sweeps import make_sweep
+from tests.synthetic_sweeps import make_sweep
 
 # The MNIST-1D notebook's MLP at 15% noise (width: train error, test error).
 CURVE = {2: (0.717, 0.696), 9: (0.475, 0.490), 16: (0.397, 0.472), 21: (0.381, 0.508), 36: (0.190, 0.528),

@@ -2,9 +2,6 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import yaml
 from dlfoundations.config import trainer_kwargs
 from dlfoundations.errors import UserError
 from dlfoundations.train import main
-from helpers import REPO, make_cfg, run_cli
+from tests.helpers import make_cfg, run_cli
 
 SHORT_RANDOM_LABELS = [
     "data=mnist1d", "data.train_size=500", "data.val_size=0", "data.test_size=300",
@@ -135,6 +132,7 @@ def test_wandb_jobs_of_a_multirun_share_a_group(tmp_path):
     assert sweep.logger.wandb.group == "sweep_42"
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_writes_one_run_dir(tmp_path):
     proc = run_cli(["experiment=memorize_cpu", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
                     "debug=short", "print_config=false", f"paths.log_dir={tmp_path}"], tmp_path)

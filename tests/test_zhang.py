@@ -6,7 +6,7 @@ import pytest
 
 from dlfoundations.sweeps import write_summary
 from dlfoundations.sweeps.zhang import epochs_to_fit
-from synthetic_sweeps import make_sweep
+from tests.synthetic_sweeps import make_sweep
 
 
 def test_epochs_to_fit_is_the_first_epoch_at_full_train_accuracy():

@@ -5,11 +5,24 @@ import torch
 import torchvision
 from torch import nn
 
-from helpers import BN_FAMILIES
 from dlfoundations.models import (
-    CNN, LNiN, MLP, BottleneckBlock, GroupedSTMBlock, MNISTAlexNet, PreActResNet18, ResNet18,
-    SmallNet, STMBlock, STMNet, VGG, count_parameters, stm_paths_to_grouped, to_fully_convolutional,
+    CNN,
+    MLP,
+    VGG,
+    BottleneckBlock,
+    GroupedSTMBlock,
+    LNiN,
+    MNISTAlexNet,
+    PreActResNet18,
+    ResNet18,
+    SmallNet,
+    STMBlock,
+    STMNet,
+    count_parameters,
+    stm_paths_to_grouped,
+    to_fully_convolutional,
 )
+from tests.helpers import BN_FAMILIES
 
 torch.manual_seed(0)
 

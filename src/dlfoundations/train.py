@@ -5,7 +5,6 @@
 """
 
 import io
-import json
 import logging
 import math
 import sys

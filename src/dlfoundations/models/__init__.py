@@ -10,7 +10,7 @@ from dlfoundations.models.alexnet import MNISTAlexNet
 from dlfoundations.models.cnn import CNN
 from dlfoundations.models.cnn1d import CNN1d
 from dlfoundations.models.mlp import MLP, ResidualMLP
-from dlfoundations.models.nin import LNiN, FullyConvLNiN, to_fully_convolutional
+from dlfoundations.models.nin import FullyConvLNiN, LNiN, to_fully_convolutional
 from dlfoundations.models.random_features import RandomFeatures
 from dlfoundations.models.resnet import PreActResNet18, ResNet18
 from dlfoundations.models.small_net import SmallNet

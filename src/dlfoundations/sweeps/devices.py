@@ -114,10 +114,9 @@ def sweep_job_device(trainer_args: dict, jobs_per_gpu: int = 1, cpu_threads: int
     - in a job of the local parallel launcher, pin the job to a free GPU (``trainer_args`` get
       ``accelerator="gpu", devices=[i]``) or, without GPUs, use ``cpu_threads`` threads.
     A no-op for single runs outside SLURM."""
+    import torch
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    import torch
 
     cpus = slurm_cpus()
     if cpus:

@@ -27,10 +27,10 @@ def plot_summary(path: Path, rows: list[dict[str, Any]], x: str, y: list[str], l
     """Write the figure to ``path``; None (and nothing written) when no row has a point to plot.
     Points sharing an x (seeds) are drawn as their mean with a ``band`` (std | ci95 | none);
     ``thresholds`` (see :mod:`dlfoundations.sweeps.threshold`) are marked on the x axis."""
+    import matplotlib
+
     from dlfoundations.sweeps.aggregate import BAND_LABEL, plot_band
     from dlfoundations.sweeps.threshold import mark_thresholds
-
-    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
