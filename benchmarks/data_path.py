@@ -62,8 +62,12 @@ def run(quick: bool = False) -> list[tuple]:
         raw = Path(tmp) / "MNIST" / "raw"
         raw.mkdir(parents=True)
         rng = np.random.default_rng(0)
-        for name, shape in (("train-images-idx3-ubyte", (60000, 28, 28)), ("train-labels-idx1-ubyte", (60000,)),
-                            ("t10k-images-idx3-ubyte", (10000, 28, 28)), ("t10k-labels-idx1-ubyte", (10000,))):
+        for name, shape in (
+            ("train-images-idx3-ubyte", (60000, 28, 28)),
+            ("train-labels-idx1-ubyte", (60000,)),
+            ("t10k-images-idx3-ubyte", (10000, 28, 28)),
+            ("t10k-labels-idx1-ubyte", (10000,)),
+        ):
             _write_idx(raw / name, rng.integers(0, 256 if "images" in name else 10, shape))
         baseline = DataLoader(MNIST(tmp, train=True, transform=ToTensor()), batch_size=64, shuffle=True)
         dm = MNISTDataModule(data_dir=tmp, download=False, val_size=0, on_device=False)
@@ -72,7 +76,21 @@ def run(quick: bool = False) -> list[tuple]:
         t_base, t_ours = _epoch_seconds(baseline, repeats), _epoch_seconds(ours, repeats)
         train_base, train_ours = _training_epoch_seconds(baseline, repeats), _training_epoch_seconds(ours, repeats)
     ratio, train_ratio = t_base / t_ours, train_base / train_ours
-    return [("data path: MNIST epoch (60,000 x 28x28, batch 64), DataLoader+ToTensor / in-memory", t_base, t_ours,
-             ratio, ">= 3.0", ratio >= 3.0),
-            ("data path: MNIST training epoch, MLP 784-100-10, DataLoader+ToTensor / in-memory", train_base, train_ours,
-             train_ratio, ">= 3.0", train_ratio >= 3.0)]
+    return [
+        (
+            "data path: MNIST epoch (60,000 x 28x28, batch 64), DataLoader+ToTensor / in-memory",
+            t_base,
+            t_ours,
+            ratio,
+            ">= 3.0",
+            ratio >= 3.0,
+        ),
+        (
+            "data path: MNIST training epoch, MLP 784-100-10, DataLoader+ToTensor / in-memory",
+            train_base,
+            train_ours,
+            train_ratio,
+            ">= 3.0",
+            train_ratio >= 3.0,
+        ),
+    ]

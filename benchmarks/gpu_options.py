@@ -20,11 +20,28 @@ from dlfoundations.config import compose_config
 from dlfoundations.train import main
 
 QUIET = ["print_config=false", "test=false", "logger=csv"]
-MLP = ["experiment=double_descent", "model.width=100", "data.eval_sets=[]", "callbacks.eval_schedule=null",
-       *QUIET]  # no callbacks, no per-epoch evaluation
-CNN = ["experiment=memorize", "data=mnist_bundled", "~data.subset_size", "data.train_size=4000",
-       "data.val_size=500", "data.test_size=500", "model=smallnet", "model.width=8", "model.hidden=128", *QUIET,
-       "callbacks.model_checkpoint=null", "callbacks.training_curves=null", "callbacks.rng_state=null"]
+MLP = [
+    "experiment=double_descent",
+    "model.width=100",
+    "data.eval_sets=[]",
+    "callbacks.eval_schedule=null",
+    *QUIET,
+]  # no callbacks, no per-epoch evaluation
+CNN = [
+    "experiment=memorize",
+    "data=mnist_bundled",
+    "~data.subset_size",
+    "data.train_size=4000",
+    "data.val_size=500",
+    "data.test_size=500",
+    "model=smallnet",
+    "model.width=8",
+    "model.hidden=128",
+    *QUIET,
+    "callbacks.model_checkpoint=null",
+    "callbacks.training_curves=null",
+    "callbacks.rng_state=null",
+]
 
 
 def _seconds(overrides: list[str], out: Path, data_dir: str) -> float:
@@ -50,8 +67,16 @@ def run(quick: bool = False) -> list[tuple]:
             workload = "MNIST-1D MLP" if base[0] == MLP[0] else "small CNN"
             t_base = _seconds([*base, *device], Path(tmp) / f"{i}base", tmp)
             t_option = _seconds([*base, *device, *option], Path(tmp) / f"{i}option", tmp)
-            rows.append((f"{name}, {workload} on {'GPU' if gpu else 'CPU'}, option / without", t_base, t_option,
-                         t_option / t_base, "report", True))
+            rows.append(
+                (
+                    f"{name}, {workload} on {'GPU' if gpu else 'CPU'}, option / without",
+                    t_base,
+                    t_option,
+                    t_option / t_base,
+                    "report",
+                    True,
+                )
+            )
         if gpu:
             rows.append(_memorize_row(Path(tmp), quick))
     return rows
@@ -63,14 +88,33 @@ def _memorize_row(tmp: Path, quick: bool) -> tuple:
     raw = tmp / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for name, shape in (("train-images-idx3-ubyte", (60000, 28, 28)), ("train-labels-idx1-ubyte", (60000,)),
-                        ("t10k-images-idx3-ubyte", (10000, 28, 28)), ("t10k-labels-idx1-ubyte", (10000,))):
+    for name, shape in (
+        ("train-images-idx3-ubyte", (60000, 28, 28)),
+        ("train-labels-idx1-ubyte", (60000,)),
+        ("t10k-images-idx3-ubyte", (10000, 28, 28)),
+        ("t10k-labels-idx1-ubyte", (10000,)),
+    ):
         _write_idx(raw / name, rng.integers(0, 256 if "images" in name else 10, shape))
     epochs = 10 if quick else 150
-    seconds = _seconds(["experiment=memorize", "trainer.gpus=1", f"trainer.max_epochs={epochs}",
-                        "print_config=false", "data.download=false"], tmp / "memorize", str(tmp))
-    return (f"memorize (AlexNet, 6,000 images, {epochs} epochs) end to end on one GPU, s vs 60 s", 60.0, seconds,
-            seconds / 60.0, "<= 1.0", seconds <= 60.0 or quick)
+    seconds = _seconds(
+        [
+            "experiment=memorize",
+            "trainer.gpus=1",
+            f"trainer.max_epochs={epochs}",
+            "print_config=false",
+            "data.download=false",
+        ],
+        tmp / "memorize",
+        str(tmp),
+    )
+    return (
+        f"memorize (AlexNet, 6,000 images, {epochs} epochs) end to end on one GPU, s vs 60 s",
+        60.0,
+        seconds,
+        seconds / 60.0,
+        "<= 1.0",
+        seconds <= 60.0 or quick,
+    )
 
 
 if __name__ == "__main__":

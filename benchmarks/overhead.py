@@ -32,14 +32,38 @@ from dlfoundations.train import main
 # name -> (overrides, epochs, quick epochs)
 WORKLOADS = {
     "MNIST-1D MLP 40-100-100-10 (experiment=double_descent)": (
-        ["experiment=double_descent", "model.width=100", "data.eval_sets=[]", "callbacks.eval_schedule=null"], 500, 20),
+        ["experiment=double_descent", "model.width=100", "data.eval_sets=[]", "callbacks.eval_schedule=null"],
+        500,
+        20,
+    ),
     "small CNN on MNIST-sized data (experiment=memorize, model=smallnet width 8, 0.8M params)": (
-        ["experiment=memorize", "data=mnist_bundled", "~data.subset_size", "data.train_size=4000",
-         "data.val_size=500", "data.test_size=500", "model=smallnet", "model.width=8", "model.hidden=128"], 5, 1),
+        [
+            "experiment=memorize",
+            "data=mnist_bundled",
+            "~data.subset_size",
+            "data.train_size=4000",
+            "data.val_size=500",
+            "data.test_size=500",
+            "model=smallnet",
+            "model.width=8",
+            "model.hidden=128",
+        ],
+        5,
+        1,
+    ),
 }
-MEASURE = ["test=false", "print_config=false", "callbacks=default", "callbacks.model_checkpoint=null",
-           "callbacks.training_curves=null", "callbacks.rng_state=null", "++trainer.enable_progress_bar=true",
-           "++trainer.enable_model_summary=true", "logger=csv", "optimized_metric=train/loss"]
+MEASURE = [
+    "test=false",
+    "print_config=false",
+    "callbacks=default",
+    "callbacks.model_checkpoint=null",
+    "callbacks.training_curves=null",
+    "callbacks.rng_state=null",
+    "++trainer.enable_progress_bar=true",
+    "++trainer.enable_model_summary=true",
+    "logger=csv",
+    "optimized_metric=train/loss",
+]
 
 
 def _hand_written(cfg: DictConfig, epochs: int) -> tuple[float, float]:
@@ -54,8 +78,9 @@ def _hand_written(cfg: DictConfig, epochs: int) -> tuple[float, float]:
     s = dm.splits
     loader = TensorBatchLoader((s.x_train, s.y_train), batch_size=cfg.data.batch_size, shuffle=True, seed=cfg.seed)
     eval_sets = {"train_eval": (s.x_train, s.y_train), "val": (s.x_val, s.y_val)}
-    eval_loaders = [TensorBatchLoader(eval_sets[name], batch_size=cfg.data.eval_batch_size)
-                    for name in cfg.data.eval_sets]
+    eval_loaders = [
+        TensorBatchLoader(eval_sets[name], batch_size=cfg.data.eval_batch_size) for name in cfg.data.eval_sets
+    ]
     for epoch in range(epochs):
         net.train()
         loader.sampler.set_epoch(epoch)
@@ -96,7 +121,9 @@ def measure(overrides: list[str], epochs: int, repeats: int, data_dir: str, out:
         t_hand, loss_hand = _hand_written(cfg, epochs)
         t_project, loss_project = _project(cfg)
         if abs(loss_hand - loss_project) > 1e-4 * max(1.0, abs(loss_hand)):
-            raise RuntimeError(f"not the same work: final train loss {loss_hand} by hand, {loss_project} by the project")
+            raise RuntimeError(
+                f"not the same work: final train loss {loss_hand} by hand, {loss_project} by the project"
+            )
         hand.append(t_hand)
         project.append(t_project)
     return statistics.median(hand), statistics.median(project)
@@ -111,8 +138,16 @@ def run(quick: bool = False) -> list[tuple]:
             measure(overrides, 1, 1, tmp, str(Path(tmp) / "warmup"))
             hand, project = measure(overrides, epochs, 1 if quick else 3, tmp, str(Path(tmp) / "bench"))
             ratio = project / hand
-            rows.append((f"overhead: {name}, {epochs} epochs, project / hand loop", hand, project, ratio,
-                         "<= 1.05", ratio <= 1.05))
+            rows.append(
+                (
+                    f"overhead: {name}, {epochs} epochs, project / hand loop",
+                    hand,
+                    project,
+                    ratio,
+                    "<= 1.05",
+                    ratio <= 1.05,
+                )
+            )
     return rows
 
 

@@ -24,9 +24,17 @@ WIDTHS = 19  # conf/experiment/double_descent.yaml
 
 def _sweep(launcher: str, epochs: int, tmp: Path) -> float:
     log_dir = tmp / f"{launcher}-{epochs}"
-    cmd = [sys.executable, "src/train.py", "-m", f"hydra/launcher={launcher}", "experiment=double_descent",
-           f"trainer.max_epochs={epochs}", f"paths.log_dir={log_dir}",
-           "data.eval_sets=[]", "callbacks.eval_schedule=null"]  # as measured before the eval schedule
+    cmd = [
+        sys.executable,
+        "src/train.py",
+        "-m",
+        f"hydra/launcher={launcher}",
+        "experiment=double_descent",
+        f"trainer.max_epochs={epochs}",
+        f"paths.log_dir={log_dir}",
+        "data.eval_sets=[]",
+        "callbacks.eval_schedule=null",
+    ]  # as measured before the eval schedule
     env = {**os.environ, "DLF_DATA_DIR": str(tmp / "data")}
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -34,8 +42,10 @@ def _sweep(launcher: str, epochs: int, tmp: Path) -> float:
     results = list(log_dir.glob("double_descent/multiruns/*/*/results.json"))
     summary = list(log_dir.glob("double_descent/multiruns/*/summary.png"))
     if proc.returncode != 0 or len(results) != WIDTHS or not summary:
-        raise RuntimeError(f"{launcher} sweep: exit {proc.returncode}, {len(results)}/{WIDTHS} results.json, "
-                           f"summary.png {'written' if summary else 'missing'}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{launcher} sweep: exit {proc.returncode}, {len(results)}/{WIDTHS} results.json, "
+            f"summary.png {'written' if summary else 'missing'}\n{proc.stderr[-3000:]}"
+        )
     for path in results:
         json.loads(path.read_text())  # complete, parseable files
     return seconds
@@ -52,8 +62,10 @@ def run(quick: bool = False, parallel_only: bool = False) -> list[tuple]:
     minutes = f"{WIDTHS / parallel * 60:.1f} jobs/min"
     if sequential is not None:
         minutes += f" vs {WIDTHS / sequential * 60:.1f} one after another"
-    name = (f"sweep: MNIST-1D double descent, {WIDTHS} widths x {epochs} epochs, local launcher on all cores "
-            f"({minutes}); ratio = speed-up")
+    name = (
+        f"sweep: MNIST-1D double descent, {WIDTHS} widths x {epochs} epochs, local launcher on all cores "
+        f"({minutes}); ratio = speed-up"
+    )
     baseline = sequential if sequential is not None else float("nan")
     target = "report" if quick else "<=180 s"
     return [(name, baseline, parallel, baseline / parallel, target, quick or parallel <= 180.0)]

@@ -47,8 +47,9 @@ def _hand_job(args: tuple[int, int, str]) -> tuple[int, float, float]:
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_config(["experiment=double_descent", f"model.width={width}", f"trainer.max_epochs={epochs}"],
-                             tmp, data_dir)
+        cfg = compose_config(
+            ["experiment=double_descent", f"model.width={width}", f"trainer.max_epochs={epochs}"], tmp, data_dir
+        )
     L.seed_everything(cfg.seed, verbose=False)
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup()
@@ -82,9 +83,17 @@ def _hand_sweep(widths: list[int], epochs: int, data_dir: str) -> tuple[float, d
 
 def _project_sweep(epochs: int, log_dir: Path, data_dir: str) -> tuple[float, dict[int, tuple[float, float]]]:
     # No per-epoch evaluation (the experiment's evaluation schedule): the hand sweep does none.
-    cmd = [sys.executable, "src/train.py", "-m", "experiment=double_descent", "hydra/launcher=local",
-           "data.eval_sets=[]", "callbacks.eval_schedule=null", f"trainer.max_epochs={epochs}",
-           f"paths.log_dir={log_dir}"]
+    cmd = [
+        sys.executable,
+        "src/train.py",
+        "-m",
+        "experiment=double_descent",
+        "hydra/launcher=local",
+        "data.eval_sets=[]",
+        "callbacks.eval_schedule=null",
+        f"trainer.max_epochs={epochs}",
+        f"paths.log_dir={log_dir}",
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "DLF_DATA_DIR": data_dir}, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -116,10 +125,15 @@ def run(quick: bool = False) -> list[tuple]:
     ratio = project_fit / hand_fit
     print(f"wall: hand-written sweep {hand_wall:.1f} s, project sweep {project_wall:.1f} s", file=sys.stderr)
     for width in widths:
-        print(f"  width {width:3d}: fit hand {hand[width][0]:7.2f} s, project {project[width][0]:7.2f} s, "
-              f"ratio {project[width][0] / hand[width][0]:.3f}", file=sys.stderr)
-    name = (f"sweep fit time: MNIST-1D double descent, {len(widths)} widths x {epochs} epochs, 2 processes; "
-            f"project / hand-written (wall {project_wall:.0f} s vs {hand_wall:.0f} s)")
+        print(
+            f"  width {width:3d}: fit hand {hand[width][0]:7.2f} s, project {project[width][0]:7.2f} s, "
+            f"ratio {project[width][0] / hand[width][0]:.3f}",
+            file=sys.stderr,
+        )
+    name = (
+        f"sweep fit time: MNIST-1D double descent, {len(widths)} widths x {epochs} epochs, 2 processes; "
+        f"project / hand-written (wall {project_wall:.0f} s vs {hand_wall:.0f} s)"
+    )
     target = "report" if quick else "<= 1.10"
     return [(name, hand_fit, project_fit, ratio, target, quick or ratio <= 1.10)]
 

@@ -18,7 +18,9 @@ import tempfile
 
 import yaml
 
-USAGE = "usage: python scripts/analyze.py model=<config> [data=<config>] [input_shape=[C,H,W]] [csv=out.csv] [overrides...]"
+USAGE = (
+    "usage: python scripts/analyze.py model=<config> [data=<config>] [input_shape=[C,H,W]] [csv=out.csv] [overrides...]"
+)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -29,8 +31,11 @@ def parse_shape(text: str) -> tuple[int, ...]:
         shape = yaml.safe_load(text)
     except yaml.YAMLError:
         shape = None
-    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
-                                                           for d in shape):
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+    ):
         raise UserError(f"input_shape={text} is not a list of positive integers; write e.g. input_shape=[3,32,32]")
     return tuple(shape)
 
@@ -61,7 +66,9 @@ def compose_model(overrides: list[str]):
         model = hydra.utils.instantiate(cfg.model, _convert_="all")
     except Exception as err:  # a constructor refusing its arguments: name the config and the reason
         cause = err.__cause__ or err
-        raise UserError(f"model config {cfg.model.get('_target_')} cannot be built: {str(cause).splitlines()[0]}") from None
+        raise UserError(
+            f"model config {cfg.model.get('_target_')} cannot be built: {str(cause).splitlines()[0]}"
+        ) from None
     return cfg, model
 
 
@@ -87,8 +94,10 @@ def main(argv: list[str]) -> int:
         try:
             counts = count_model(model, shape)
         except (RuntimeError, ValueError, TypeError) as err:
-            raise UserError(f"{type(model).__name__} cannot take an input of shape {list(shape)} "
-                            f"({str(err).splitlines()[0]}); choose another data= or give input_shape=[C,H,W]") from None
+            raise UserError(
+                f"{type(model).__name__} cannot take an input of shape {list(shape)} "
+                f"({str(err).splitlines()[0]}); choose another data= or give input_shape=[C,H,W]"
+            ) from None
         if "csv" in options:
             buffer = io.StringIO()
             writer = csv.writer(buffer)
@@ -110,8 +119,16 @@ def main(argv: list[str]) -> int:
     total_macs = counts.total("macs") or 1
     for label, kinds in (("conv", (nn.Conv1d, nn.Conv2d, nn.Conv3d)), ("linear", (nn.Linear,))):
         macs = counts.total("macs", kinds)
-        table.add_row(f"[b]{label} total", "", f"{counts.total('params', kinds):,}", f"{macs:,} ({100 * macs / total_macs:.2f}%)", "")
-    table.add_row("[b]total", "", f"{counts.total('params'):,}", f"{counts.total('macs'):,}", f"{counts.total('activations'):,}")
+        table.add_row(
+            f"[b]{label} total",
+            "",
+            f"{counts.total('params', kinds):,}",
+            f"{macs:,} ({100 * macs / total_macs:.2f}%)",
+            "",
+        )
+    table.add_row(
+        "[b]total", "", f"{counts.total('params'):,}", f"{counts.total('macs'):,}", f"{counts.total('activations'):,}"
+    )
     rich.console.Console(width=120).print(table)
     if "csv" in options:
         print(f"per-layer counts written to {options['csv']}")

@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{report['passed']} within tolerance, {report['out_of_tolerance']} out of tolerance, "
-          f"{report['not_measured']} not measured -> {args.path / 'report.md'}, {args.path / 'report.png'}")
+    print(
+        f"{report['passed']} within tolerance, {report['out_of_tolerance']} out of tolerance, "
+        f"{report['not_measured']} not measured -> {args.path / 'report.md'}, {args.path / 'report.png'}"
+    )
     return 1 if report["out_of_tolerance"] else 0
 
 

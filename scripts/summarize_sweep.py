@@ -20,8 +20,21 @@ from dlfoundations.errors import UserError
 from dlfoundations.sweeps import collect, write_summary
 from dlfoundations.sweeps.summary import check_options
 
-OPTIONS = ("x", "y", "labels", "logx", "logy", "title", "xlabel", "ylabel", "group_by", "replicate_keys", "band",
-           "epsilon", "threshold_x")
+OPTIONS = (
+    "x",
+    "y",
+    "labels",
+    "logx",
+    "logy",
+    "title",
+    "xlabel",
+    "ylabel",
+    "group_by",
+    "replicate_keys",
+    "band",
+    "epsilon",
+    "threshold_x",
+)
 
 
 def sweep_settings(sweep_dir: Path) -> dict:
@@ -38,8 +51,14 @@ def summarize(args: argparse.Namespace) -> int:
     if not args.sweep_dir.is_dir():
         raise UserError(f"{args.sweep_dir} is not a directory; give a sweep dir (logs/<task>/multiruns/<date>_<id>)")
     options = sweep_settings(args.sweep_dir)
-    for key, value in (("x", args.x), ("y", args.y), ("group_by", args.group_by), ("title", args.title),
-                       ("band", args.band), ("epsilon", args.epsilon)):
+    for key, value in (
+        ("x", args.x),
+        ("y", args.y),
+        ("group_by", args.group_by),
+        ("title", args.title),
+        ("band", args.band),
+        ("epsilon", args.epsilon),
+    ):
         if value is not None:
             options[key] = value
     if args.linear_x:
@@ -62,9 +81,11 @@ def summarize(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="\n".join(__doc__.splitlines()[1:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("sweep_dir", type=Path, help="a multirun dir: job folders 0, 1, ... with .hydra/")
     parser.add_argument("--x", help="column for the x axis (default: num_params, or the swept setting)")
     parser.add_argument("--y", nargs="+", help="metrics to plot, e.g. test/err train_eval/err")

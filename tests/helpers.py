@@ -31,13 +31,36 @@ BN_FAMILIES = {
 
 # Short runs shared by the training-step tests: an MNIST-1D MLP with an epoch schedule, and a CIFAR
 # CNN with batch augmentation and a per-step schedule.
-MLP = ["data=mnist1d", "data.train_size=470", "data.val_size=0", "data.test_size=100", "data.batch_size=50",
-       "data.label_noise=0.2", "model=mlp", "model.width=32", "trainer.max_epochs=3",
-       "callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.training_curves=null",
-       "scheduler=step", "scheduler.factory.step_size=1", "scheduler.factory.gamma=0.5"]
-CIFAR = ["data=cifar10", "data.subset_size=150", "data.batch_size=16", "model=cnn", "model.width=4",
-         "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-         "callbacks.training_curves=null", "scheduler=inverse_sqrt", "scheduler.factory.every=4"]
+MLP = [
+    "data=mnist1d",
+    "data.train_size=470",
+    "data.val_size=0",
+    "data.test_size=100",
+    "data.batch_size=50",
+    "data.label_noise=0.2",
+    "model=mlp",
+    "model.width=32",
+    "trainer.max_epochs=3",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.training_curves=null",
+    "scheduler=step",
+    "scheduler.factory.step_size=1",
+    "scheduler.factory.gamma=0.5",
+]
+CIFAR = [
+    "data=cifar10",
+    "data.subset_size=150",
+    "data.batch_size=16",
+    "model=cnn",
+    "model.width=4",
+    "trainer.max_epochs=2",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.training_curves=null",
+    "scheduler=inverse_sqrt",
+    "scheduler.factory.every=4",
+]
 
 
 def make_cfg(overrides: list[str], out_dir: Path, data_dir: Path | None = None) -> DictConfig:
@@ -48,8 +71,14 @@ def make_cfg(overrides: list[str], out_dir: Path, data_dir: Path | None = None) 
 def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """``python src/train.py *args`` in a subprocess on CPU, output captured."""
     environ = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **env}
-    return subprocess.run([sys.executable, str(REPO / "src" / "train.py"), *args], cwd=cwd,
-                          env=environ, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -12,16 +12,37 @@ from tests.helpers import REPO
 
 # The shipped search (TPE, seed 0), its space narrowed to choices: lr=-1 is refused by validation,
 # so those trials fail; with this seed both learning rates are drawn in 4 trials.
-SEARCH = ["-m", "experiment=double_descent", "hparams_search=double_descent_optuna", "hydra.sweeper.n_trials=4",
-          "optimizer.lr=choice(0.05,-1)", "optimizer.weight_decay=choice(0,0.001)", "data.train_size=200",
-          "data.test_size=200", "steps_per_call=2", "trainer.max_epochs=5"]
+SEARCH = [
+    "-m",
+    "experiment=double_descent",
+    "hparams_search=double_descent_optuna",
+    "hydra.sweeper.n_trials=4",
+    "optimizer.lr=choice(0.05,-1)",
+    "optimizer.weight_decay=choice(0,0.001)",
+    "data.train_size=200",
+    "data.test_size=200",
+    "steps_per_call=2",
+    "trainer.max_epochs=5",
+]
 
 
 def run_search(tmp_path, *extra):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DLF_DATA_DIR": str(tmp_path / "data")}
-    return subprocess.run([sys.executable, str(REPO / "src" / "train.py"), *SEARCH, *extra,
-                           f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.log_dir={tmp_path / 'logs'}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "src" / "train.py"),
+            *SEARCH,
+            *extra,
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def check_study(sweep, trials: int):

@@ -7,8 +7,14 @@ from typing import Any
 import yaml
 
 
-def write_job(job: Path, overrides: dict[str, Any], metrics: dict[str, float], num_params: int,
-              config: dict | None = None, history: list[dict] | None = None) -> Path:
+def write_job(
+    job: Path,
+    overrides: dict[str, Any],
+    metrics: dict[str, float],
+    num_params: int,
+    config: dict | None = None,
+    history: list[dict] | None = None,
+) -> Path:
     """One finished job: .hydra/overrides.yaml, .hydra/config.yaml (``config`` with the overrides
     applied), results.json and, if given, eval_history.json."""
     (job / ".hydra").mkdir(parents=True)
@@ -28,8 +34,12 @@ def write_job(job: Path, overrides: dict[str, Any], metrics: dict[str, float], n
     return job
 
 
-def make_sweep(root: Path, jobs: list[tuple[dict, dict, int]], config: dict | None = None,
-               histories: list[list[dict]] | None = None) -> Path:
+def make_sweep(
+    root: Path,
+    jobs: list[tuple[dict, dict, int]],
+    config: dict | None = None,
+    histories: list[list[dict]] | None = None,
+) -> Path:
     """Jobs 0..n-1 from (overrides, metrics, num_params) triples."""
     for i, (overrides, metrics, params) in enumerate(jobs):
         write_job(root / str(i), overrides, metrics, params, config, histories[i] if histories else None)

@@ -15,8 +15,14 @@ ACC = {(4, 0): 0.50, (4, 1): 0.60, (4, 2): 0.70, (16, 0): 0.80, (16, 1): 0.84, (
 
 def seeds_sweep(root):
     # Every job also carries the same command-line overrides (not swept: no group key, no column).
-    jobs = [({"model.width": w, "seed": s, "trainer.max_epochs": 4, "paths.log_dir": "logs"},
-             {"test/acc": a, "train_eval/acc": 1.0}, 10 * w) for (w, s), a in ACC.items()]
+    jobs = [
+        (
+            {"model.width": w, "seed": s, "trainer.max_epochs": 4, "paths.log_dir": "logs"},
+            {"test/acc": a, "train_eval/acc": 1.0},
+            10 * w,
+        )
+        for (w, s), a in ACC.items()
+    ]
     return make_sweep(root, jobs, config={"data": {"train_size": 100, "label_noise": 0.15}})
 
 
@@ -53,9 +59,15 @@ def test_band_points_pool_replicates_at_one_x():
 
 
 def test_a_sweep_over_categories_is_drawn_as_bars(tmp_path):
-    jobs = [({"model": m, "model.activation": a}, {"grad_flow/first_last_ratio": r}, 100)
-            for m, a, r in [("mlp", "sigmoid", 1e-4), ("mlp", "relu", 0.3), ("residual_mlp", "sigmoid", 0.9),
-                            ("residual_mlp", "relu", 1.1)]]
+    jobs = [
+        ({"model": m, "model.activation": a}, {"grad_flow/first_last_ratio": r}, 100)
+        for m, a, r in [
+            ("mlp", "sigmoid", 1e-4),
+            ("mlp", "relu", 0.3),
+            ("residual_mlp", "sigmoid", 0.9),
+            ("residual_mlp", "relu", 1.1),
+        ]
+    ]
     sweep = make_sweep(tmp_path, jobs)
     summary = write_summary(sweep, x="job", y=["grad_flow/first_last_ratio"], logy=True)
     assert summary["files"]["summary.png"] == sweep / "summary.png"
@@ -73,12 +85,26 @@ def test_summarize_script_takes_band_and_epsilon(tmp_path):
     from tests.helpers import REPO
 
     sweep = seeds_sweep(tmp_path / "sweep")
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(sweep), "--band", "ci95",
-                           "--epsilon", "0.0"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "summarize_sweep.py"),
+            str(sweep),
+            "--band",
+            "ci95",
+            "--epsilon",
+            "0.0",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (sweep / "summary_agg.csv").exists()
     # train_eval/acc is 1.0 everywhere: with epsilon 0 the threshold is the smallest width.
     assert json.loads((sweep / "threshold.json").read_text())[0]["threshold"]["x"] == 4
-    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(sweep), "--band", "sem"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(sweep), "--band", "sem"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr

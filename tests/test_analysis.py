@@ -24,10 +24,14 @@ def test_alexnet_conv_vs_linear_macs_and_params():
     assert round(100 * share, 2) == 91.79
 
 
-@pytest.mark.parametrize(("module", "params", "mults", "activations"), [
-    (NaiveInception(), 1_089_952, 1_115_684_864, 425_984),
-    (BottleneckInception(), 346_720, 354_418_688, 622_592),
-], ids=["naive", "bottleneck"])
+@pytest.mark.parametrize(
+    ("module", "params", "mults", "activations"),
+    [
+        (NaiveInception(), 1_089_952, 1_115_684_864, 425_984),
+        (BottleneckInception(), 346_720, 354_418_688, 622_592),
+    ],
+    ids=["naive", "bottleneck"],
+)
 def test_inception_modules(module, params, mults, activations):
     counts = count_model(module, (256, 32, 32))
     assert (counts.total("params"), counts.total("macs"), counts.total("activations")) == (params, mults, activations)
@@ -45,11 +49,14 @@ def _seed_box(i: int, scale: int, low: int, high: int) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("net", ["torchvision", "zoo"])
-@pytest.mark.parametrize(("after", "scale", "low", "high"), [
-    ("conv2", 1, 2, 2),   # after the 2nd conv: [i-2, i+2]
-    ("pool1", 2, 2, 3),   # after pool1: [2i-2, 2i+3]
-    ("pool2", 4, 6, 9),   # after pool2: [4i-6, 4i+9]
-])
+@pytest.mark.parametrize(
+    ("after", "scale", "low", "high"),
+    [
+        ("conv2", 1, 2, 2),  # after the 2nd conv: [i-2, i+2]
+        ("pool1", 2, 2, 3),  # after pool1: [2i-2, 2i+3]
+        ("pool2", 4, 6, 9),  # after pool2: [4i-6, 4i+9]
+    ],
+)
 def test_vgg16_receptive_fields_match_the_seed(net, after, scale, low, high):
     if net == "torchvision":
         model = torchvision.models.vgg16()
@@ -76,8 +83,18 @@ def test_receptive_field_is_the_full_rectangle_and_works_on_residual_nets():
 
 def test_analyze_script_prints_the_seed_numbers(tmp_path):
     out = tmp_path / "alexnet.csv"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "analyze.py"), "model=analysis/alexnet_torchvision",
-                           "input_shape=[3,224,224]", f"csv={out}"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "analyze.py"),
+            "model=analysis/alexnet_torchvision",
+            "input_shape=[3,224,224]",
+            f"csv={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "input 3x224x224" in proc.stdout
     assert "655,566,528 (91.79%)" in proc.stdout and "58,621,952 (8.21%)" in proc.stdout

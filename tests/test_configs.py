@@ -11,7 +11,13 @@ from tests.helpers import REPO, make_cfg
 
 CONF = REPO / "conf"
 # The data config each model runs on (its input shape); CIFAR-10 comes from files the tests write.
-DATA_FOR_MODEL = {"alexnet": "mnist_bundled", "mlp": "mnist1d", "cnn1d": "mnist1d", "residual_mlp": "mnist1d", "random_features": "linear_regression"}
+DATA_FOR_MODEL = {
+    "alexnet": "mnist_bundled",
+    "mlp": "mnist1d",
+    "cnn1d": "mnist1d",
+    "residual_mlp": "mnist1d",
+    "random_features": "linear_regression",
+}
 # Models that need a task other than classification.
 TASK_FOR_MODEL = {"random_features": ["task=ridge", "optimized_metric=test/err_tuned", "data.batch_size=300"]}
 BN_MODELS = ["cnn", "nin", "resnet18", "resnet18k", "smallnet", "stm", "vgg16"]

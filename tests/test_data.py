@@ -90,8 +90,9 @@ def test_input_corruptions():
 
 def test_mnist_goes_through_torchvisions_class_on_idx_files(tmp_path):
     arrays = write_mnist(tmp_path, n_train=300, n_test=40)
-    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, subset_size=120, val_size=100,
-                         input_shape=[1, 28, 28], on_device=False)
+    dm = MNISTDataModule(
+        data_dir=str(tmp_path), download=False, subset_size=120, val_size=100, input_shape=[1, 28, 28], on_device=False
+    )
     dm.prepare_data()
     dm.setup()
     s = dm.splits
@@ -153,8 +154,15 @@ def test_mnist1d_default_is_the_standard_split():
 
 def test_cifar10_goes_through_torchvisions_class_on_pickled_batches(tmp_path, cifar_files_accepted):
     arrays = write_cifar10(tmp_path, per_batch=12, n_test=7)
-    dm = CIFAR10DataModule(data_dir=str(tmp_path), download=False, val_size=10, normalize=False,
-                           input_shape=[3, 32, 32], label_noise=0.5, label_noise_kind="incorrect")
+    dm = CIFAR10DataModule(
+        data_dir=str(tmp_path),
+        download=False,
+        val_size=10,
+        normalize=False,
+        input_shape=[3, 32, 32],
+        label_noise=0.5,
+        label_noise_kind="incorrect",
+    )
     dm.prepare_data()
     dm.setup()
     s = dm.splits
@@ -193,8 +201,9 @@ def test_batch_augmentation_crops_and_flips():
 
 def test_shared_size_options_keep_the_first_items(tmp_path):
     arrays = write_mnist(tmp_path, n_train=300, n_test=50)
-    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, train_size=150, val_size=100, test_size=20,
-                         subset_size=40)
+    dm = MNISTDataModule(
+        data_dir=str(tmp_path), download=False, train_size=150, val_size=100, test_size=20, subset_size=40
+    )
     dm.setup()
     images = torch.from_numpy(arrays["train-images-idx3-ubyte"]).float() / 255
     assert torch.equal(dm.splits.x_train[:, 0], images[:40])  # subset_size: the first of train_size's 150

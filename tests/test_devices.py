@@ -16,8 +16,16 @@ def _worker(lock_dir, jobs, hold, queue):
         with isolated_gpu(lock_dir, num_devices=2, jobs_per_device=1, poll_seconds=0.02) as index:
             start = time.monotonic()
             time.sleep(hold)
-            queue.put((os.getpid(), os.environ["CUDA_VISIBLE_DEVICES"], index, torch.cuda.is_initialized(),
-                       start, time.monotonic()))
+            queue.put(
+                (
+                    os.getpid(),
+                    os.environ["CUDA_VISIBLE_DEVICES"],
+                    index,
+                    torch.cuda.is_initialized(),
+                    start,
+                    time.monotonic(),
+                )
+            )
 
 
 def test_reused_workers_keep_their_gpu_and_never_see_another(tmp_path, monkeypatch):

@@ -20,9 +20,19 @@ from dlfoundations.errors import UserError
 from dlfoundations.train import main
 from tests.helpers import REPO, make_cfg
 
-RUN = ["experiment=memorize_cpu", "data.train_size=500", "data.val_size=100", "data.test_size=200",
-       "data.label_noise=0", "model.width=128", "optimizer.lr=0.003", "trainer.max_epochs=4",
-       "callbacks.stop_when_memorized=null", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+RUN = [
+    "experiment=memorize_cpu",
+    "data.train_size=500",
+    "data.val_size=100",
+    "data.test_size=200",
+    "data.label_noise=0",
+    "model.width=128",
+    "optimizer.lr=0.003",
+    "trainer.max_epochs=4",
+    "callbacks.stop_when_memorized=null",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
 EXACT = 1e-6  # same weights, same data, same batches on CPU: the numbers agree to float rounding
 
 
@@ -37,8 +47,14 @@ def trained(tmp_path_factory):
 
 def eval_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, str(REPO / "src" / "eval.py"), *args, "print_config=false"], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "src" / "eval.py"), *args, "print_config=false"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def newest_eval_dir(log_dir: Path) -> Path:
@@ -57,9 +73,16 @@ def test_eval_reproduces_the_runs_test_metrics_and_predicts(trained, tmp_path):
     torch.save(datamodule.splits.x_test[:7].clone(), tmp_path / "inputs.pt")
     logs = tmp_path / "logs"
 
-    proc = eval_cli([f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"paths.log_dir={logs}",
-                     f"paths.data_dir={data_dir}", "predict.split=test", f"predict.input={tmp_path / 'inputs.pt'}"],
-                    tmp_path)
+    proc = eval_cli(
+        [
+            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+            f"paths.log_dir={logs}",
+            f"paths.data_dir={data_dir}",
+            "predict.split=test",
+            f"predict.input={tmp_path / 'inputs.pt'}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = newest_eval_dir(logs)
     results = json.loads((out / "eval_results.json").read_text())
@@ -86,8 +109,10 @@ def test_eval_reproduces_the_runs_test_metrics_and_predicts(trained, tmp_path):
     assert (given_probs - probs[:7]).abs().max() <= EXACT
 
     # A run dir (its last.ckpt), with an override: the extra test set is evaluated and named right.
-    proc = eval_cli([f"ckpt_path={run_dir}", f"paths.log_dir={logs}", f"paths.data_dir={data_dir}",
-                     "data.test_sets=[test,val]"], tmp_path)
+    proc = eval_cli(
+        [f"ckpt_path={run_dir}", f"paths.log_dir={logs}", f"paths.data_dir={data_dir}", "data.test_sets=[test,val]"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     second = newest_eval_dir(logs)
     assert second != out
@@ -104,8 +129,9 @@ def test_eval_mistakes_are_one_line_errors(trained, tmp_path):
     common = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={data_dir}"]
     cases = {
         "model.width=64": r"^error: ckpt_path=.*last.ckpt was saved from another model \(other shapes for",
-        f"predict.input={tmp_path / 'wrong.npz'}": r"^error: predict.input=.*wrong.npz holds a tensor of shape \[3, 41\]; "
-                                                   r"the model takes \[N, 40\]",
+        f"predict.input={tmp_path / 'wrong.npz'}": (
+            r"^error: predict.input=.*wrong.npz holds a tensor of shape \[3, 41\]; the model takes \[N, 40\]"
+        ),
         "experiment=memorize": r"^error: experiment=memorize: eval rebuilds the run from its own config",
     }
     for override, message in cases.items():
@@ -115,7 +141,8 @@ def test_eval_mistakes_are_one_line_errors(trained, tmp_path):
         assert len(errors) == 1 and re.match(message, errors[0]), errors
     proc = eval_cli([f"ckpt_path={tmp_path / 'nowhere'}", *common], tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
-        f"error: ckpt_path={tmp_path / 'nowhere'} does not exist")
+        f"error: ckpt_path={tmp_path / 'nowhere'} does not exist"
+    )
 
 
 def test_train_false_tests_the_checkpoints_weights(trained, tmp_path):
@@ -128,9 +155,11 @@ def test_train_false_tests_the_checkpoints_weights(trained, tmp_path):
     # Resuming a finished run trains no further and tests the restored weights.
     resumed = main(make_cfg([*RUN, f"ckpt_path={last}"], tmp_path / "resumed", data_dir))
     assert resumed["global_step"] == 20 and abs(resumed["metrics"]["test/loss"] - metrics["test/loss"]) <= EXACT
-    for extra, message in ((["train=false"], "train=false would test an untrained model"),
-                           (["train=false", "test=false", f"ckpt_path={last}"], "train=false and test=false leave nothing"),
-                           (["train=false", f"ckpt_path={last}", f"weights={last}"], "which weights to test is ambiguous")):
+    for extra, message in (
+        (["train=false"], "train=false would test an untrained model"),
+        (["train=false", "test=false", f"ckpt_path={last}"], "train=false and test=false leave nothing"),
+        (["train=false", f"ckpt_path={last}", f"weights={last}"], "which weights to test is ambiguous"),
+    ):
         with pytest.raises(UserError, match=message):
             main(make_cfg([*RUN, *extra], tmp_path / "refused", data_dir))
 
@@ -165,8 +194,11 @@ def test_ckpt_path_last_resumes_only_a_run_with_the_same_config(trained, tmp_pat
     assert "skipped the newer run b_short, whose config differs in trainer.limit_test_batches" in log
     assert results["epochs"] == 2 and results["global_step"] == 2 * 5  # one more epoch on top of a_same's
 
-    with pytest.raises(UserError, match=r"^ckpt_path=last: no run under .* has this config; the newest, c_other_lr, "
-                                        r"differs in .*seed \(0 there, 1 here\)") as err:
+    with pytest.raises(
+        UserError,
+        match=r"^ckpt_path=last: no run under .* has this config; the newest, c_other_lr, "
+        r"differs in .*seed \(0 there, 1 here\)",
+    ) as err:
         resume(["seed=1"], "refused")
     assert "\n" not in str(err.value)
 
@@ -174,8 +206,16 @@ def test_ckpt_path_last_resumes_only_a_run_with_the_same_config(trained, tmp_pat
 def test_eval_multirun_writes_one_result_per_job_and_no_false_failures(trained, tmp_path):
     run_dir, metrics, data_dir = trained
     sweep = tmp_path / "sweep"
-    proc = eval_cli(["-m", f"ckpt_path={run_dir}", f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}",
-                     "data.test_sets=[test],[val]"], tmp_path)
+    proc = eval_cli(
+        [
+            "-m",
+            f"ckpt_path={run_dir}",
+            f"paths.data_dir={data_dir}",
+            f"hydra.sweep.dir={sweep}",
+            "data.test_sets=[test],[val]",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0 and "failed" not in proc.stderr, proc.stderr[-2000:]
     assert not (sweep / "failed.txt").exists()  # the training sweep summary would call every eval job failed
     for job, name in (("0", "test/acc"), ("1", "val/acc")):

@@ -26,9 +26,20 @@ def test_log_schedule_has_the_asked_number_of_distinct_epochs():
 
 
 def test_a_run_evaluates_exactly_at_the_scheduled_epochs(tmp_path):
-    cfg = make_cfg(["experiment=double_descent", "model.width=4", "trainer.max_epochs=12", "data.train_size=200",
-                    "data.test_size=300", "data.eval_batch_size=300", "steps_per_call=2", "callbacks.eval_schedule.num=5",
-                    "logger=csv"], tmp_path)
+    cfg = make_cfg(
+        [
+            "experiment=double_descent",
+            "model.width=4",
+            "trainer.max_epochs=12",
+            "data.train_size=200",
+            "data.test_size=300",
+            "data.eval_batch_size=300",
+            "steps_per_call=2",
+            "callbacks.eval_schedule.num=5",
+            "logger=csv",
+        ],
+        tmp_path,
+    )
     main(cfg)
     saved = json.loads((tmp_path / "eval_history.json").read_text())
     expected = schedule_epochs(12, 5)
@@ -65,7 +76,16 @@ def test_width_by_epoch_grid_averages_seeds(tmp_path):
 
 
 def test_a_schedule_without_eval_sets_refuses_in_one_line(tmp_path):
-    cfg = make_cfg(["experiment=double_descent", "model.width=4", "trainer.max_epochs=2", "data.train_size=200",
-                    "data.test_size=300", "data.eval_sets=[]"], tmp_path)
+    cfg = make_cfg(
+        [
+            "experiment=double_descent",
+            "model.width=4",
+            "trainer.max_epochs=2",
+            "data.train_size=200",
+            "data.test_size=300",
+            "data.eval_sets=[]",
+        ],
+        tmp_path,
+    )
     with pytest.raises(UserError, match="callbacks.eval_schedule has nothing to evaluate"):
         main(cfg)

@@ -124,8 +124,12 @@ def test_folding_leaves_the_original_model_alone():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
-BN_FOLD_RUN = ["experiment=bn_fold_cpu", "debug=short", "callbacks.fold_bn.timing_repeats=2",
-               "callbacks.fold_bn.max_batches=2"]
+BN_FOLD_RUN = [
+    "experiment=bn_fold_cpu",
+    "debug=short",
+    "callbacks.fold_bn.timing_repeats=2",
+    "callbacks.fold_bn.max_batches=2",
+]
 
 
 def test_callback_checks_saves_and_the_twin_evaluates_the_same(tmp_path):
@@ -134,13 +138,21 @@ def test_callback_checks_saves_and_the_twin_evaluates_the_same(tmp_path):
     assert m["fold/max_abs_diff"] <= 1e-5 and m["fold/pairs"] == 3 and m["fold/unfolded"] == 0
     assert m["fold/time_ratio"] > 0
     folded_dir = tmp_path / "run" / "folded"
-    assert json.loads((folded_dir / "fold.json").read_text())["pairs"] == [["conv1", "bn1"], ["conv2", "bn2"], ["fc1", "bn3"]]
+    assert json.loads((folded_dir / "fold.json").read_text())["pairs"] == [
+        ["conv1", "bn1"],
+        ["conv2", "bn2"],
+        ["fc1", "bn3"],
+    ]
     program = torch.export.load(folded_dir / "model.pt2")
     state = torch.load(folded_dir / "state_dict.pt", weights_only=True)
     assert not any("bn" in k for k in state)
     # The saved folded weights, evaluated as the no-BN twin, give the trained model's test numbers.
-    twin_run = main(make_cfg([*BN_FOLD_RUN, "model.batch_norm=false", "train=false",
-                              f"weights={folded_dir / 'state_dict.pt'}"], tmp_path / "twin"))
+    twin_run = main(
+        make_cfg(
+            [*BN_FOLD_RUN, "model.batch_norm=false", "train=false", f"weights={folded_dir / 'state_dict.pt'}"],
+            tmp_path / "twin",
+        )
+    )
     assert twin_run["metrics"]["test/acc"] == m["test/acc"]
     assert abs(twin_run["metrics"]["test/loss"] - m["test/loss"]) <= 1e-5
     x = torch.randn(2, 1, 28, 28)
@@ -162,8 +174,18 @@ def test_callback_fails_the_run_when_a_folded_weight_is_corrupted(tmp_path, monk
 
 @pytest.mark.parametrize(("model", "pairs"), [("resnet18", 20), ("vgg16", 13), ("cnn", 4)])
 def test_fold_callback_needs_no_per_model_code(model, pairs, tmp_path, data_root, cifar_files_accepted):
-    cfg = make_cfg(["experiment=bn_fold", f"model={model}", "model.width=8" if model != "vgg16" else "model.width=0.125",
-                    "debug=fast", "data.batch_size=8", "callbacks.fold_bn.timing_repeats=1"], tmp_path, data_root)
+    cfg = make_cfg(
+        [
+            "experiment=bn_fold",
+            f"model={model}",
+            "model.width=8" if model != "vgg16" else "model.width=0.125",
+            "debug=fast",
+            "data.batch_size=8",
+            "callbacks.fold_bn.timing_repeats=1",
+        ],
+        tmp_path,
+        data_root,
+    )
     metrics = main(cfg)["metrics"]
     assert metrics["fold/pairs"] == pairs and metrics["fold/unfolded"] == 0  # every BN of the model
     assert metrics["fold/max_abs_diff"] <= 1e-5

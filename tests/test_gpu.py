@@ -39,18 +39,34 @@ def test_bf16_mixed_on_the_gpu_lands_close_to_fp32(tmp_path):
 def test_compile_on_the_gpu_keeps_keys_and_lands_close(tmp_path):
     eager = _run(["trainer.gpus=1"], tmp_path / "eager")
     compiled = _run(["trainer.gpus=1", "compile=true"], tmp_path / "compiled")
-    keys = [list(torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
-            for d in ("eager", "compiled")]
+    keys = [
+        list(torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
+        for d in ("eager", "compiled")
+    ]
     assert keys[0] == keys[1]  # no _orig_mod. prefix
     gap = abs(compiled["metrics"]["train/loss"] - eager["metrics"]["train/loss"])
     assert gap <= 1e-3, f"compiled vs eager train/loss gap {gap} > 1e-3"
 
 
 def test_local_sweep_runs_each_job_on_a_gpu(tmp_path):
-    proc = subprocess.run([sys.executable, "src/train.py", "-m", "hydra/launcher=local", "experiment=double_descent",
-                           "model.width=8,16", "trainer.max_epochs=3", "trainer.gpus=1",
-                           f"hydra.sweep.dir={tmp_path}/sweep", f"paths.log_dir={tmp_path}/logs"],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "src/train.py",
+            "-m",
+            "hydra/launcher=local",
+            "experiment=double_descent",
+            "model.width=8,16",
+            "trainer.max_epochs=3",
+            "trainer.gpus=1",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+            f"paths.log_dir={tmp_path}/logs",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = sorted((tmp_path / "sweep").glob("*/results.json"))
     assert len(results) == 2

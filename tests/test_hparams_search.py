@@ -1,7 +1,6 @@
 """Optuna search (hparams_search=...): failing trials are recorded as failed, the study goes on, the
 best trial and the study's table land in the sweep dir."""
 
-
 from tests.study import check_study, run_search
 
 

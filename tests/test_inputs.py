@@ -31,16 +31,19 @@ def own_data(experiment: str, tmp_path: Path) -> str:
 
 # Data configs that need no files (no data_dir): the offline substitutes.
 OFFLINE = [d for d in names("data") if "data_dir" not in OmegaConf.load(CONF / "data" / f"{d}.yaml")]
-FIT_REFUSAL = re.compile(r"^model=\S+ (\(task=\w+\) cannot take|cannot be trained by task=\w+ on) data=(\w+) .*"
-                         r"(data configs that fit: (?P<fits>[\w, ]+)|use task=\w+ with data=(?P<other>[\w|]+))$")
+FIT_REFUSAL = re.compile(
+    r"^model=\S+ (\(task=\w+\) cannot take|cannot be trained by task=\w+ on) data=(\w+) .*"
+    r"(data configs that fit: (?P<fits>[\w, ]+)|use task=\w+ with data=(?P<other>[\w|]+))$"
+)
 SIZE_REFUSAL = re.compile(r"^data\.(train_size|val_size|test_size|subset_size)\b")
 OPTION_REFUSAL = re.compile(r"^data=\w+ has no option (?P<key>\w+) \(an experiment may set it\)")
 
 
 @pytest.mark.parametrize("data", names("data"))
 @pytest.mark.parametrize("experiment", names("experiment"))
-def test_every_experiment_takes_every_data_config_that_fits(experiment, data, tmp_path, data_root,
-                                                            cifar_files_accepted):
+def test_every_experiment_takes_every_data_config_that_fits(
+    experiment, data, tmp_path, data_root, cifar_files_accepted
+):
     own = own_data(experiment, tmp_path)
     overrides = [f"experiment={experiment}", f"data={data}", "debug=fast"]
     cfg = make_cfg(overrides, tmp_path, data_root)
@@ -93,7 +96,9 @@ def test_memorize_offline_is_one_override(tmp_path):
 
 
 def test_augment_on_signals_is_refused_and_works_on_images(tmp_path):
-    with pytest.raises(UserError, match=r"^data.augment=true crops and flips images .* shape \[40\]; set data.augment=false$"):
+    with pytest.raises(
+        UserError, match=r"^data.augment=true crops and flips images .* shape \[40\]; set data.augment=false$"
+    ):
         preflight(make_cfg(["data=mnist1d", "+data.augment=true"], tmp_path))
     cfg = make_cfg(["data=mnist_bundled", "data.augment=true", "data.train_size=64", "data.test_size=64"], tmp_path)
     datamodule = instantiate(cfg.data, "data")
@@ -113,8 +118,14 @@ def fit_list(message: str) -> list[str]:
 
 def cli(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.Popen([sys.executable, str(REPO / "src" / "train.py"), *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def unwritable_dir(tmp_path: Path) -> Path:
@@ -138,23 +149,41 @@ def unwritable_dir(tmp_path: Path) -> Path:
 
 # overrides -> the one line on stderr ({a_file}, {read_only}, {escape}: paths made by the test)
 MISTAKES = {
-    "resnet18-mnist1d": (["model=resnet18", "data=mnist1d"],
-                         r"model=resnet18 \(task=classification\) cannot take data=mnist1d \(input shape \[40\], 10 "
-                         r"classes\): .*; data configs that fit: .*"),
-    "vgg16-mnist1d": (["model=vgg16", "data=mnist1d"], r"model=vgg16 \(task=classification\) cannot take data=mnist1d .*"),
-    "cnn-mnist_bundled": (["model=cnn", "data=mnist_bundled"],
-                          r"model=cnn \(task=classification\) cannot take data=mnist_bundled \(input shape \[1, 28, 28\], "
-                          r"10 classes\): .*Output size is too small.*"),
-    "alexnet-mnist1d": (["model=alexnet", "data=mnist1d"], r"model=alexnet \(task=classification\) cannot take data=mnist1d .*"),
-    "random_features": (["model=random_features"],
-                        r"model=random_features cannot be trained by task=classification on data=mnist1d .*; "
-                        r"use task=ridge with data=linear_regression"),
+    "resnet18-mnist1d": (
+        ["model=resnet18", "data=mnist1d"],
+        r"model=resnet18 \(task=classification\) cannot take data=mnist1d \(input shape \[40\], 10 "
+        r"classes\): .*; data configs that fit: .*",
+    ),
+    "vgg16-mnist1d": (
+        ["model=vgg16", "data=mnist1d"],
+        r"model=vgg16 \(task=classification\) cannot take data=mnist1d .*",
+    ),
+    "cnn-mnist_bundled": (
+        ["model=cnn", "data=mnist_bundled"],
+        r"model=cnn \(task=classification\) cannot take data=mnist_bundled \(input shape \[1, 28, 28\], "
+        r"10 classes\): .*Output size is too small.*",
+    ),
+    "alexnet-mnist1d": (
+        ["model=alexnet", "data=mnist1d"],
+        r"model=alexnet \(task=classification\) cannot take data=mnist1d .*",
+    ),
+    "random_features": (
+        ["model=random_features"],
+        r"model=random_features cannot be trained by task=classification on data=mnist1d .*; "
+        r"use task=ridge with data=linear_regression",
+    ),
     "width": (["model=mlp", "model.width=1.5"], r"model.width=1.5 must be an integer for model=mlp .*"),
     "data_dir-file": (["paths.data_dir={a_file}"], r"paths.data_dir={a_file} is not a directory; .*"),
     "data_dir-read_only": (["paths.data_dir={read_only}"], r"paths.data_dir={read_only} is not writable .*"),
-    "task_name-dotdot": (["task_name=../../{escape_name}"], r"task_name='\.\./\.\./.*' would put the run outside paths.log_dir; .*"),
+    "task_name-dotdot": (
+        ["task_name=../../{escape_name}"],
+        r"task_name='\.\./\.\./.*' would put the run outside paths.log_dir; .*",
+    ),
     "task_name-absolute": (["task_name={escape}"], r"task_name='/.*' would put the run outside paths.log_dir; .*"),
-    "task_name-multirun": (["-m", "task_name=../../{escape_name}", "seed=0,1"], r"task_name=.* would put the run outside .*"),
+    "task_name-multirun": (
+        ["-m", "task_name=../../{escape_name}", "seed=0,1"],
+        r"task_name=.* would put the run outside .*",
+    ),
 }
 
 

@@ -13,7 +13,14 @@ def test_alexnet_layers_are_the_seeds():
     net = MNISTAlexNet()
     convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
     spec = [(c.in_channels, c.out_channels, c.kernel_size[0], c.padding[0]) for c in convs]
-    assert spec == [(1, 96, 4, 0), (96, 96, 3, 0), (96, 256, 5, 2), (256, 384, 3, 1), (384, 384, 3, 1), (384, 256, 3, 1)]
+    assert spec == [
+        (1, 96, 4, 0),
+        (96, 96, 3, 0),
+        (96, 256, 5, 2),
+        (256, 384, 3, 1),
+        (384, 384, 3, 1),
+        (384, 256, 3, 1),
+    ]
     linears = [m for m in net.classifier if isinstance(m, torch.nn.Linear)]
     assert [(l.in_features, l.out_features) for l in linears] == [(6400, 800), (800, 10)]
     assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)

@@ -19,8 +19,9 @@ def test_no_decay_groups_exempt_bn_and_biases():
     assert decay["weight_decay"] == 0.5 and exempt["weight_decay"] == 0.0
     bn_and_bias = {id(p) for n, p in net.named_parameters() if "bn" in n or "downsample.1" in n or n.endswith("bias")}
     assert {id(p) for p in exempt["params"]} == bn_and_bias
-    assert sum(p.numel() for p in exempt["params"]) == sum(p.numel() for n, p in net.named_parameters()
-                                                            if id(p) in bn_and_bias)
+    assert sum(p.numel() for p in exempt["params"]) == sum(
+        p.numel() for n, p in net.named_parameters() if id(p) in bn_and_bias
+    )
     # One step with zero gradients: only the decayed weights move.
     for p in net.parameters():
         p.grad = torch.zeros_like(p)

@@ -15,8 +15,10 @@ def test_every_config_folder_is_a_discovered_package():
     assert link.is_symlink() and link.resolve() == (REPO / "conf").resolve()
     find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     found = set(find_namespace_packages(where=str(REPO / find["where"][0]), include=find["include"]))
-    folders = {"dlfoundations.conf." + ".".join(p.parent.relative_to(REPO / "conf").parts)
-               for p in (REPO / "conf").rglob("*.yaml")} | {"dlfoundations.conf"}
+    folders = {
+        "dlfoundations.conf." + ".".join(p.parent.relative_to(REPO / "conf").parts)
+        for p in (REPO / "conf").rglob("*.yaml")
+    } | {"dlfoundations.conf"}
     folders = {f.rstrip(".") for f in folders}
     assert folders <= found, f"config folders not shipped: {sorted(folders - found)}"
     # The SLURM launcher lives where Hydra looks for plugins.

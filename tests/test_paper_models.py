@@ -35,8 +35,13 @@ def test_numpy_stream_replays_the_course_draw_order():
     dm.setup()
     x_train, y_train, x_val, x_test, y_test, W = course_replay(21)
     s = dm.splits
-    for ours, theirs in ((s.x_train, x_train), (s.y_train, y_train), (s.x_val, x_val), (s.x_test, x_test),
-                         (s.y_test, y_test)):
+    for ours, theirs in (
+        (s.x_train, x_train),
+        (s.y_train, y_train),
+        (s.x_val, x_val),
+        (s.x_test, x_test),
+        (s.y_test, y_test),
+    ):
         assert np.abs(ours.numpy() - theirs).max() <= 1e-12
     net = RandomFeatures(width=21, stream="numpy", data_spec={"seed": 0, "sizes": [300, 60, 30], "noise_std": 0.5})
     assert np.abs(net.W.numpy() - W).max() <= 1e-12  # the third W of the sweep 1, 11, 21
@@ -44,14 +49,24 @@ def test_numpy_stream_replays_the_course_draw_order():
         RandomFeatures(width=20, stream="numpy")
 
 
-@pytest.mark.parametrize("experiment", ["double_descent", "double_descent_mnist1d_cnn", "double_descent_rf",
-                                        "double_descent_cnn", "double_descent_resnet"])
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        "double_descent",
+        "double_descent_mnist1d_cnn",
+        "double_descent_rf",
+        "double_descent_cnn",
+        "double_descent_resnet",
+    ],
+)
 def test_double_descent_sweeps_use_the_parallel_launcher_unless_told_otherwise(experiment):
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
         default = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
-        basic = compose("train", overrides=[f"experiment={experiment}", "hydra/launcher=basic"], return_hydra_config=True)
+        basic = compose(
+            "train", overrides=[f"experiment={experiment}", "hydra/launcher=basic"], return_hydra_config=True
+        )
         plain = compose("train", overrides=["experiment=memorize_cpu"], return_hydra_config=True)
     assert "Joblib" in default.hydra.launcher._target_
     assert "BasicLauncher" in basic.hydra.launcher._target_  # the command line still wins

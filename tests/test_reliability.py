@@ -20,11 +20,26 @@ from dlfoundations.models import MLP
 from dlfoundations.train import instantiate, main
 from tests.helpers import REPO, make_cfg
 
-MLP_RUN = ["experiment=memorize_cpu", "data.train_size=500", "data.val_size=100", "data.test_size=100",
-           "model.width=128", "callbacks.stop_when_memorized=null", "callbacks.progress_bar=null",
-           "callbacks.model_summary=null"]
-CNN_RUN = ["data=mnist_bundled", "data.train_size=300", "data.test_size=100", "model=alexnet", "model.width=0.0625",
-           "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+MLP_RUN = [
+    "experiment=memorize_cpu",
+    "data.train_size=500",
+    "data.val_size=100",
+    "data.test_size=100",
+    "model.width=128",
+    "callbacks.stop_when_memorized=null",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
+CNN_RUN = [
+    "data=mnist_bundled",
+    "data.train_size=300",
+    "data.test_size=100",
+    "model=alexnet",
+    "model.width=0.0625",
+    "trainer.max_epochs=2",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
 
 
 @pytest.mark.parametrize("run", [MLP_RUN + ["trainer.max_epochs=3"], CNN_RUN], ids=["mlp", "cnn"])
@@ -38,15 +53,28 @@ def test_same_seed_gives_bit_identical_metrics(run, tmp_path):
 
 def cli(args, cwd, **kwargs):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.Popen([sys.executable, str(REPO / "src" / "train.py"), *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     # ~0.3 s per epoch, so that the kill lands mid-run.
-    run = [*MLP_RUN, "data.train_size=3000", "model.width=256", "trainer.max_epochs=12", "data.label_noise=0.5",
-           "print_config=false"]
+    run = [
+        *MLP_RUN,
+        "data.train_size=3000",
+        "model.width=256",
+        "trainer.max_epochs=12",
+        "data.label_noise=0.5",
+        "print_config=false",
+    ]
     reference = main(make_cfg(run, tmp_path / "reference"))["metrics"]
 
     # A real crash: SIGKILL the training process once it has checkpointed epoch 3 or later.
@@ -98,13 +126,16 @@ def test_relaunching_a_sweep_with_skip_finished_completes_it(tmp_path):
     assert len((sweep / "summary.csv").read_text().splitlines()) == 3
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("data.label_noise=1.5", r"data.label_noise=1.5 is out of range; use a value >= 0 and <= 1"),
-    ("model.width=0", r"model.width=0 is out of range; use a value > 0"),
-    ("data.batch_size=abc", r"data.batch_size='abc' must be an integer"),
-    ("optimizer.lr=-1", r"optimizer.lr=-1 is out of range"),
-    ("seed=1.5", r"seed=1.5 must be an integer"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.label_noise=1.5", r"data.label_noise=1.5 is out of range; use a value >= 0 and <= 1"),
+        ("model.width=0", r"model.width=0 is out of range; use a value > 0"),
+        ("data.batch_size=abc", r"data.batch_size='abc' must be an integer"),
+        ("optimizer.lr=-1", r"optimizer.lr=-1 is out of range"),
+        ("seed=1.5", r"seed=1.5 must be an integer"),
+    ],
+)
 def test_bad_values_are_one_line_errors(override, message, tmp_path):
     with pytest.raises(UserError, match=message) as err:
         validate(make_cfg(["experiment=memorize_cpu", override], tmp_path))
@@ -120,7 +151,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     err = bad_value.stderr.read()
     assert bad_value.returncode == 2 and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        "error: data.label_noise=1.5 is out of range; use a value >= 0 and <= 1"]
+        "error: data.label_noise=1.5 is out of range; use a value >= 0 and <= 1"
+    ]
     err = unknown_option.stderr.read()
     assert unknown_option.returncode != 0 and "Traceback" not in err
     assert "Could not find 'model/resnet50'" in err and "resnet18k" in err  # lists the valid options
@@ -130,7 +162,9 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
 
 
 def test_divergence_stops_with_epoch_and_steps_and_keeps_the_run_dir(tmp_path):
-    with pytest.raises(UserError, match=r"diverged: the loss became NaN/inf in epoch 0 \(optimizer steps 0-\d+\); lower optimizer.lr"):
+    with pytest.raises(
+        UserError, match=r"diverged: the loss became NaN/inf in epoch 0 \(optimizer steps 0-\d+\); lower optimizer.lr"
+    ):
         main(make_cfg([*MLP_RUN, "optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=3"], tmp_path))
     assert (tmp_path / "config.yaml").exists()
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()  # no diverged model saved as "last"
@@ -183,11 +217,21 @@ def test_written_files_get_the_permissions_the_umask_gives(umask, tmp_path):
         atomic_write_text(tmp_path / "a.txt", "x")
         assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
         if umask == 0o002:  # a whole run: results, config, checkpoints, plots readable by the group
-            main(make_cfg([*MLP_RUN, "trainer.max_epochs=1", "callbacks.training_curves.metrics=[train/acc]"],
-                          tmp_path / "run"))
+            main(
+                make_cfg(
+                    [*MLP_RUN, "trainer.max_epochs=1", "callbacks.training_curves.metrics=[train/acc]"],
+                    tmp_path / "run",
+                )
+            )
             run = tmp_path / "run"
-            written = ["results.json", "config.yaml", "config_tree.log", "checkpoints/last.ckpt", "curves.png",
-                       "metrics.csv"]
+            written = [
+                "results.json",
+                "config.yaml",
+                "config_tree.log",
+                "checkpoints/last.ckpt",
+                "curves.png",
+                "metrics.csv",
+            ]
             modes = {name: oct((run / name).stat().st_mode & 0o777) for name in written}
             assert modes == {name: oct(0o664) for name in written}
     finally:
@@ -222,8 +266,14 @@ def test_ctrl_c_prints_the_resume_command_and_keeps_the_run(tmp_path):
 
     import shlex
 
-    resumed = subprocess.run(shlex.split(command), cwd=tmp_path, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        shlex.split(command),
+        cwd=tmp_path,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     (second,) = set(logs.glob("memorize_cpu/runs/*")) - {first}
     results = json.loads((second / "results.json").read_text())

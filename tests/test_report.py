@@ -12,18 +12,27 @@ from tests.synthetic_sweeps import make_sweep, write_job
 
 REFERENCE = {
     "source": "synthetic paper",
-    "curves": [{
-        "name": "test error", "metric": "test/err", "x": "model.width", "where": {"data.label_noise": 0.15},
-        "tolerance": 0.02, "points": [[4, 0.50], [16, 0.60], [64, 0.40]],
-        "peak": {"x": 16, "y": 0.60, "search": [4, 256], "x_factor": 1.5},
-    }],
+    "curves": [
+        {
+            "name": "test error",
+            "metric": "test/err",
+            "x": "model.width",
+            "where": {"data.label_noise": 0.15},
+            "tolerance": 0.02,
+            "points": [[4, 0.50], [16, 0.60], [64, 0.40]],
+            "peak": {"x": 16, "y": 0.60, "search": [4, 256], "x_factor": 1.5},
+        }
+    ],
 }
 CONFIG = {"task_name": "toy", "data": {"label_noise": 0.15}, "reference": REFERENCE}
 
 
 def sweep_with(root, test_err: dict[int, list[float]]):
-    jobs = [({"model.width": w, "seed": s}, {"test/acc": 1 - e}, 10 * w)
-            for w, errs in test_err.items() for s, e in enumerate(errs)]
+    jobs = [
+        ({"model.width": w, "seed": s}, {"test/acc": 1 - e}, 10 * w)
+        for w, errs in test_err.items()
+        for s, e in enumerate(errs)
+    ]
     return make_sweep(root, jobs, config=CONFIG)
 
 
@@ -64,24 +73,38 @@ def test_jobs_of_another_noise_level_are_not_compared(tmp_path):
 
 
 def test_single_run_dir_and_script(tmp_path):
-    ref = {"source": "Zhang et al.", "curves": [
-        {"name": "train", "metric": "train_eval/acc", "tolerance": 0.02, "points": [{"y": 1.0}]},
-        {"name": "test", "metric": "test/acc", "tolerance": 0.02, "points": [{"y": 0.10}]}]}
-    run = write_job(tmp_path / "run", {"trainer.max_epochs": 4}, {"train_eval/acc": 1.0, "test/acc": 0.15}, 100,
-                    {"reference": ref})
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(run)], capture_output=True, text=True)
+    ref = {
+        "source": "Zhang et al.",
+        "curves": [
+            {"name": "train", "metric": "train_eval/acc", "tolerance": 0.02, "points": [{"y": 1.0}]},
+            {"name": "test", "metric": "test/acc", "tolerance": 0.02, "points": [{"y": 0.10}]},
+        ],
+    }
+    run = write_job(
+        tmp_path / "run", {"trainer.max_epochs": 4}, {"train_eval/acc": 1.0, "test/acc": 0.15}, 100, {"reference": ref}
+    )
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), str(run)], capture_output=True, text=True
+    )
     assert proc.returncode == 1, proc.stderr  # test accuracy 0.15 is 0.05 above chance: out of tolerance
     assert "1 within tolerance, 1 out of tolerance, 0 not measured" in proc.stdout
     assert "OUT OF TOLERANCE" in (run / "report.md").read_text()
-    assert "Overrides of every job (a departure from the published setting explains a miss): `trainer.max_epochs=4`" \
+    assert (
+        "Overrides of every job (a departure from the published setting explains a miss): `trainer.max_epochs=4`"
         in (run / "report.md").read_text()
-    missing = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(tmp_path / "nope")],
-                             capture_output=True, text=True)
+    )
+    missing = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), str(tmp_path / "nope")], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "is not a directory" in missing.stderr
     norefs = write_job(tmp_path / "bare", {}, {"test/acc": 0.5}, 10, {})
-    bare = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), str(norefs)], capture_output=True, text=True)
+    bare = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), str(norefs)], capture_output=True, text=True
+    )
     assert bare.returncode == 2 and "no reference block" in bare.stderr
-    helped = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), "--help"], capture_output=True, text=True)
+    helped = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), "--help"], capture_output=True, text=True
+    )
     assert helped.returncode == 0 and "run dir" in helped.stdout
 
 
@@ -93,10 +116,14 @@ def test_wandb_payload_has_the_aggregate_figures_and_report(tmp_path):
 
     sweep = sweep_with(tmp_path, {4: [0.50, 0.51], 8: [0.55], 16: [0.58, 0.60], 64: [0.41]})
     write_summary(sweep, x="model.width", y=["test/err"])
-    fake = SimpleNamespace(Table=lambda columns, data: ("table", columns, data), Image=lambda p: ("image", p),
-                           Html=lambda h: ("html", h))
+    fake = SimpleNamespace(
+        Table=lambda columns, data: ("table", columns, data), Image=lambda p: ("image", p), Html=lambda h: ("html", h)
+    )
     payload = wandb_extras(sweep, fake)
     assert set(payload) == {"sweep_summary_agg", "sweep_figure/report", "sweep_report_md"}
     assert payload["sweep_summary_agg"][0] == "table" and len(payload["sweep_summary_agg"][2]) == 4  # 4 widths
     assert payload["sweep_figure/report"] == ("image", str(sweep / "report.png"))
-    assert payload["sweep_report_md"][0] == "html" and "all measured checks within tolerance" in payload["sweep_report_md"][1]
+    assert (
+        payload["sweep_report_md"][0] == "html"
+        and "all measured checks within tolerance" in payload["sweep_report_md"][1]
+    )

@@ -25,8 +25,9 @@ def test_ridge_solution_equals_a_least_squares_solve(n, p, lam):
 
 def rf_run(width: int, tmp_path) -> dict[str, float]:
     # The project's torch stream (the experiment defaults to the course's numpy stream, see test_paper_models).
-    return main(make_cfg(["experiment=double_descent_rf", "data.stream=torch", f"model.width={width}"],
-                         tmp_path / str(width)))["metrics"]
+    return main(
+        make_cfg(["experiment=double_descent_rf", "data.stream=torch", f"model.width={width}"], tmp_path / str(width))
+    )["metrics"]
 
 
 def test_fixed_lambda_peaks_at_the_interpolation_threshold_and_tuning_removes_it(tmp_path):

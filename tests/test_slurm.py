@@ -27,24 +27,49 @@ from tests.study import check_study, run_search
 
 SINFO = "debug*|localhost|2|24105|(null)\ngpu|g1|32|256000|gpu:a100:4(S:0-1)\n"
 # A short MLP run (~1-2 s of training) whose every epoch is checkpointed.
-RUN = ["experiment=memorize_cpu", "data.train_size=500", "data.val_size=100", "data.test_size=100", "model.width=64",
-       "callbacks.stop_when_memorized=null", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-       "callbacks.training_curves=null", "print_config=false"]
+RUN = [
+    "experiment=memorize_cpu",
+    "data.train_size=500",
+    "data.val_size=100",
+    "data.test_size=100",
+    "model.width=64",
+    "callbacks.stop_when_memorized=null",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.training_curves=null",
+    "print_config=false",
+]
 TIMEOUT = 150  # seconds any one sweep may take on the test cluster before the test fails
 
 
 def test_sinfo_parsing_counts_cpus_memory_and_gpus():
     nodes = parse_sinfo(SINFO)
-    assert nodes[0] == {"partition": "debug", "default": True, "node": "localhost", "cpus": 2, "mem_mb": 24105, "gpus": 0}
+    assert nodes[0] == {
+        "partition": "debug",
+        "default": True,
+        "node": "localhost",
+        "cpus": 2,
+        "mem_mb": 24105,
+        "gpus": 0,
+    }
     assert nodes[1]["gpus"] == 4 and nodes[1]["partition"] == "gpu" and not nodes[1]["default"]
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"cpus_per_task": 8, "mem_gb": 1, "gpus_per_node": 0}, "no node of partition debug has 8 CPU(s), 1 GB and 0 GPU"),
-    ({"cpus_per_task": 1, "mem_gb": 32, "gpus_per_node": 0}, "has 1 CPU(s), 32 GB"),
-    ({"cpus_per_task": 1, "mem_gb": 1, "gpus_per_node": 1}, "and 1 GPU(s) for one job (largest: 2 CPUs, 23 GB, 0 GPUs)"),
-    ({"partition": "nope"}, "hydra.launcher.partition=nope has no nodes"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"cpus_per_task": 8, "mem_gb": 1, "gpus_per_node": 0},
+            "no node of partition debug has 8 CPU(s), 1 GB and 0 GPU",
+        ),
+        ({"cpus_per_task": 1, "mem_gb": 32, "gpus_per_node": 0}, "has 1 CPU(s), 32 GB"),
+        (
+            {"cpus_per_task": 1, "mem_gb": 1, "gpus_per_node": 1},
+            "and 1 GPU(s) for one job (largest: 2 CPUs, 23 GB, 0 GPUs)",
+        ),
+        ({"partition": "nope"}, "hydra.launcher.partition=nope has no nodes"),
+    ],
+)
 def test_requests_no_node_can_satisfy_are_refused(params, message):
     with pytest.raises(UserError, match=re.escape(message)):
         check_request(params, SINFO)
@@ -57,10 +82,13 @@ def test_requests_that_fit_name_their_partition():
 
 # ---------------------------------------------------------------- on a real cluster (-m slurm)
 
+
 def _cluster_skip_reason() -> str | None:
     if shutil.which("sinfo") is None:
         return "no SLURM here (sinfo not on PATH); start one with scripts/slurm_local.sh start"
-    conf = os.environ.get("SLURM_CONF") or str(Path(os.environ.get("DLF_SLURM_DIR", Path(tempfile.gettempdir()) / "dlf-slurm")) / "slurm.conf")
+    conf = os.environ.get("SLURM_CONF") or str(
+        Path(os.environ.get("DLF_SLURM_DIR", Path(tempfile.gettempdir()) / "dlf-slurm")) / "slurm.conf"
+    )
     env = {**os.environ, "SLURM_CONF": conf} if Path(conf).exists() else dict(os.environ)
     proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=env)
     if proc.returncode != 0 or "idle" not in proc.stdout.split() and "mixed" not in proc.stdout.split():
@@ -89,9 +117,22 @@ def cluster():
 def _sweep(args, cwd, env=None):
     """``train.py -m`` in ``cwd`` (jobs run in the launch dir), CPU only, data in ``cwd``."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DLF_DATA_DIR": str(cwd / "data"), **(env or {})}
-    return subprocess.Popen([sys.executable, str(REPO / "src" / "train.py"), "-m", "hydra/launcher=slurm_cpu", *args,
-                             f"hydra.sweep.dir={cwd / 'sweep'}", f"paths.log_dir={cwd / 'logs'}"],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "src" / "train.py"),
+            "-m",
+            "hydra/launcher=slurm_cpu",
+            *args,
+            f"hydra.sweep.dir={cwd / 'sweep'}",
+            f"paths.log_dir={cwd / 'logs'}",
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _array_id(proc) -> tuple[str, list[str]]:
@@ -143,8 +184,9 @@ def test_sweep_on_slurm_matches_local_runs_and_limits_threads(cluster, one_threa
     assert f"cancel it with: scancel {array}" in out
     for job, seed in (("0", 0), ("1", 1)):
         results = json.loads((tmp_path / "sweep" / job / "results.json").read_text())
-        local = main(make_cfg([*RUN, "trainer.max_epochs=3", f"seed={seed}"], tmp_path / f"local{seed}",
-                              tmp_path / "data"))
+        local = main(
+            make_cfg([*RUN, "trainer.max_epochs=3", f"seed={seed}"], tmp_path / f"local{seed}", tmp_path / "data")
+        )
         assert results["metrics"] == local["metrics"]  # same numbers on the cluster as in-process
         # slurm_cpu gives each job one core: torch uses one thread.
         assert "torch threads: 1 (the CPUs SLURM gave this job)" in (tmp_path / "sweep" / job / "train.log").read_text()
@@ -223,11 +265,14 @@ def test_stopping_the_sweep_process_cancels_its_jobs(cluster, tmp_path):
     array, lines = _array_id(proc)
     proc.send_signal(signal.SIGTERM)
     out = _finish(proc, lines)
-    assert proc.returncode == 1 and f"error: sweep interrupted; cancelled its SLURM jobs {array}_0 {array}_1" in out, out
+    assert proc.returncode == 1 and f"error: sweep interrupted; cancelled its SLURM jobs {array}_0 {array}_1" in out, (
+        out
+    )
     deadline, states = time.monotonic() + 30, []
     while time.monotonic() < deadline:
-        states = subprocess.run(["sacct", "-j", array, "-X", "-n", "-P", "-o", "State"], capture_output=True,
-                                text=True).stdout.splitlines()
+        states = subprocess.run(
+            ["sacct", "-j", array, "-X", "-n", "-P", "-o", "State"], capture_output=True, text=True
+        ).stdout.splitlines()
         if states and all(s.startswith("CANCELLED") for s in states):
             break
         time.sleep(0.5)

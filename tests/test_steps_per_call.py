@@ -78,8 +78,18 @@ def test_gradient_flow_ratios_do_not_depend_on_steps_per_call(tmp_path):
     ratios = {}
     for k in (1, 7):
         out = tmp_path / f"k{k}"
-        main(make_cfg(["experiment=gradient_flow", f"steps_per_call={k}", "trainer.max_epochs=2",
-                       "data.train_size=700", "model.depth=6"], out))
+        main(
+            make_cfg(
+                [
+                    "experiment=gradient_flow",
+                    f"steps_per_call={k}",
+                    "trainer.max_epochs=2",
+                    "data.train_size=700",
+                    "model.depth=6",
+                ],
+                out,
+            )
+        )
         ratios[k] = json.loads((out / "gradient_flow.json").read_text())
     assert ratios[1] == ratios[7]  # the hook ran after every backward, on the same gradients
 
@@ -87,8 +97,19 @@ def test_gradient_flow_ratios_do_not_depend_on_steps_per_call(tmp_path):
 def test_plateau_scheduler_steps_on_its_monitored_metric(tmp_path):
     # threshold=10 (relative): no epoch can improve on the best by 1000%, so with patience 0 every
     # epoch's train/loss counts as bad and the lr drops by `factor` at each of the 3 epoch ends.
-    results = main(make_cfg([*MLP_CONSTANT_LR, "steps_per_call=5", "scheduler=plateau", "scheduler.factory.patience=0",
-                             "+scheduler.factory.threshold=10", "optimizer.lr=0.1"], tmp_path))
+    results = main(
+        make_cfg(
+            [
+                *MLP_CONSTANT_LR,
+                "steps_per_call=5",
+                "scheduler=plateau",
+                "scheduler.factory.patience=0",
+                "+scheduler.factory.threshold=10",
+                "optimizer.lr=0.1",
+            ],
+            tmp_path,
+        )
+    )
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     lrs = [group["lr"] for group in state["optimizer_states"][0]["param_groups"]]
     assert results["epochs"] == 3 and lrs == [pytest.approx(0.1 * 0.1**3)], lrs
@@ -115,9 +136,21 @@ def test_ddp_on_two_cpu_processes_with_several_steps_per_call(tmp_path):
     metrics = {}
     for k in (1, 3):
         log_dir = tmp_path / f"k{k}"
-        proc = run_cli(["experiment=memorize_cpu", f"steps_per_call={k}", "trainer=ddp", "trainer.devices=2",
-                        "trainer.accelerator=cpu", "trainer.max_epochs=2", "data.train_size=600",
-                        "print_config=false", "callbacks.progress_bar=null", f"paths.log_dir={log_dir}"], tmp_path)
+        proc = run_cli(
+            [
+                "experiment=memorize_cpu",
+                f"steps_per_call={k}",
+                "trainer=ddp",
+                "trainer.devices=2",
+                "trainer.accelerator=cpu",
+                "trainer.max_epochs=2",
+                "data.train_size=600",
+                "print_config=false",
+                "callbacks.progress_bar=null",
+                f"paths.log_dir={log_dir}",
+            ],
+            tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         (run,) = (log_dir / "memorize_cpu" / "runs").iterdir()
         metrics[k] = json.loads((run / "results.json").read_text())

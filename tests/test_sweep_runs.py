@@ -15,15 +15,36 @@ from dlfoundations.models import count_parameters
 from dlfoundations.train import main
 from tests.helpers import REPO, make_cfg
 
-TINY = ["data.train_size=200", "data.test_size=100", "data.batch_size=50", "trainer.max_epochs=1",
-        "print_config=false", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+TINY = [
+    "data.train_size=200",
+    "data.test_size=100",
+    "data.batch_size=50",
+    "trainer.max_epochs=1",
+    "print_config=false",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+]
 
 
 def sweep_cli(args, tmp_path, **kwargs):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.Popen([sys.executable, str(REPO / "src" / "train.py"), "-m", *TINY,
-                             f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}", *args],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "src" / "train.py"),
+            "-m",
+            *TINY,
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def finish(proc, timeout=300):
@@ -86,8 +107,13 @@ def test_ctrl_c_during_a_sweep_still_summarizes_the_finished_jobs(tmp_path):
     assert "job 1" in (sweep / "failed.txt").read_text()
 
 
-DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "steps_per_call=1",
-       "data.test_sets=[test,train_eval]"]
+DDP = [
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "steps_per_call=1",
+    "data.test_sets=[test,train_eval]",
+]
 
 
 @pytest.mark.slow
@@ -95,7 +121,9 @@ def test_ddp_inside_a_multirun_summarizes_once_and_matches_one_process(tmp_path)
     sweep = tmp_path / "sweep"
     rc, out = finish(sweep_cli([*DDP, "seed=0,1,2", f"hydra.sweep.dir={sweep}"], tmp_path))
     assert rc == 0, out[-3000:]
-    assert out.count("sweep summary: 3 finished") == 1  # the DDP child (rank 1) runs the multirun too, but does not summarize
+    assert (
+        out.count("sweep summary: 3 finished") == 1
+    )  # the DDP child (rank 1) runs the multirun too, but does not summarize
     assert "sync_dist" not in out  # the metrics are reduced exactly: no advice to reduce them again
     assert not (sweep / "failed.txt").exists()
     assert len((sweep / "summary.csv").read_text().splitlines()) == 4
@@ -103,23 +131,48 @@ def test_ddp_inside_a_multirun_summarizes_once_and_matches_one_process(tmp_path)
         assert results(sweep / str(job))["global_step"] == 2  # 1 epoch of 100 samples per rank, batches of 50
     # The epoch metrics of two ranks equal those of one process on the same data and weights.
     ddp = results(sweep / "0")["metrics"]
-    single = main(make_cfg([*TINY, f"paths.data_dir={tmp_path / 'data'}", "trainer=cpu", "train=false",
-                            f"weights={sweep / '0' / 'checkpoints' / 'last.ckpt'}", "data.test_sets=[test,train_eval]"],
-                           tmp_path / "single"))["metrics"]
+    single = main(
+        make_cfg(
+            [
+                *TINY,
+                f"paths.data_dir={tmp_path / 'data'}",
+                "trainer=cpu",
+                "train=false",
+                f"weights={sweep / '0' / 'checkpoints' / 'last.ckpt'}",
+                "data.test_sets=[test,train_eval]",
+            ],
+            tmp_path / "single",
+        )
+    )["metrics"]
     for name in ("test/acc", "test/loss", "train_eval/acc", "train_eval/loss"):
         assert abs(ddp[name] - single[name]) <= 1e-6, f"{name}: ddp {ddp[name]} vs one process {single[name]}"
 
 
 @pytest.mark.slow
 def test_ddp_spawn_records_the_real_epochs_and_steps(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "src" / "train.py"), *TINY, "trainer.max_epochs=2",
-                           "trainer=ddp", "trainer.strategy=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2",
-                           # Lightning's CSVLogger cannot append the test metrics in a second spawn
-                           # (a crash on main too, reported separately): no logger here.
-                           "logger=none", "test=false",
-                           f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"],
-                          cwd=tmp_path, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "src" / "train.py"),
+            *TINY,
+            "trainer.max_epochs=2",
+            "trainer=ddp",
+            "trainer.strategy=ddp_spawn",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            # Lightning's CSVLogger cannot append the test metrics in a second spawn
+            # (a crash on main too, reported separately): no logger here.
+            "logger=none",
+            "test=false",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
     saved = results(run)

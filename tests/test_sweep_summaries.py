@@ -42,8 +42,14 @@ def make_job(root, num, overrides, metrics=None, num_params=1000, config=None, e
 def noise_sweep(root, noises=(0.0, 0.1, 0.2)):
     """A label-noise sweep: the same model (same num_params) in every job."""
     for i, noise in enumerate(noises):
-        make_job(root, i, [f"data.label_noise={noise}"], {"test/acc": 0.9 - noise, "train_eval/acc": 1.0},
-                 num_params=5000, config={"data": {"label_noise": noise, "batch_size": 100}})
+        make_job(
+            root,
+            i,
+            [f"data.label_noise={noise}"],
+            {"test/acc": 0.9 - noise, "train_eval/acc": 1.0},
+            num_params=5000,
+            config={"data": {"label_noise": noise, "batch_size": 100}},
+        )
     return root
 
 
@@ -98,8 +104,9 @@ def test_stale_failed_txt_goes_once_every_job_finished(tmp_path):
     write_summary(sweep)
     assert "job 3" in (sweep / "failed.txt").read_text()
     (sweep / "3" / "failure.json").unlink()
-    (sweep / "3" / "results.json").write_text(json.dumps({"metrics": {"test/acc": 0.6}, "num_params": 5000,
-                                                          "overrides": ["data.label_noise=0.3"]}))
+    (sweep / "3" / "results.json").write_text(
+        json.dumps({"metrics": {"test/acc": 0.6}, "num_params": 5000, "overrides": ["data.label_noise=0.3"]})
+    )
     summary = write_summary(sweep)
     assert not summary["failed"] and not (sweep / "failed.txt").exists()
 
@@ -134,8 +141,11 @@ def test_summarize_script_refuses_a_bogus_metric_and_keeps_the_summary(tmp_path,
     assert "x = data.label_noise" in capsys.readouterr().out
     before = {name: (sweep / name).read_bytes() for name in ("summary.png", "summary.csv")}
     stamps = {name: (sweep / name).stat().st_mtime_ns for name in before}
-    for args, named in ((["--y", "bogus/metric"], "bogus/metric"), (["--x", "model.nope"], "model.nope"),
-                        (["--group-by", "data.nope"], "data.nope")):
+    for args, named in (
+        (["--y", "bogus/metric"], "bogus/metric"),
+        (["--x", "model.nope"], "model.nope"),
+        (["--group-by", "data.nope"], "data.nope"),
+    ):
         assert script.main([str(sweep), *args]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and named in err
@@ -144,24 +154,30 @@ def test_summarize_script_refuses_a_bogus_metric_and_keeps_the_summary(tmp_path,
     assert {name: (sweep / name).stat().st_mtime_ns for name in before} == stamps
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda p: p / "nope", "is not a directory"),
-    (lambda p: p, "no sweep jobs"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "nope", "is not a directory"),
+        (lambda p: p, "no sweep jobs"),
+    ],
+)
 def test_summarize_script_bad_dirs_are_one_line(tmp_path, capsys, make, message):
     assert load_script("summarize_sweep").main([str(make(tmp_path))]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["model=nonexistent"], "Could not find 'model/nonexistent'; available: alexnet, cnn, "),
-    (["model=vgg16", "data=mnist1d"], "VGG cannot take an input of shape [40]"),
-    (["model=mlp", "model.width=abc"], "model.width='abc' must be an integer or number"),
-    (["model=mlp", "input_shape=[3,x]"], "input_shape=[3,x] is not a list of positive integers"),
-    (["model=mlp", "nonexistent.key=1"], "Could not override 'nonexistent.key'"),
-    ([], "name a model config"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["model=nonexistent"], "Could not find 'model/nonexistent'; available: alexnet, cnn, "),
+        (["model=vgg16", "data=mnist1d"], "VGG cannot take an input of shape [40]"),
+        (["model=mlp", "model.width=abc"], "model.width='abc' must be an integer or number"),
+        (["model=mlp", "input_shape=[3,x]"], "input_shape=[3,x] is not a list of positive integers"),
+        (["model=mlp", "nonexistent.key=1"], "Could not override 'nonexistent.key'"),
+        ([], "name a model config"),
+    ],
+)
 def test_analyze_script_errors_are_one_line(args, message, capsys):
     assert load_script("analyze").main(args) == 2
     err = capsys.readouterr().err
@@ -178,7 +194,8 @@ def test_analyze_script_unwritable_csv_is_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("script", ["analyze", "summarize_sweep"])
 def test_scripts_have_help(script):
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / f"{script}.py"), "--help"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / f"{script}.py"), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and proc.stderr == ""
     assert "usage:" in proc.stdout and "python scripts/" in proc.stdout

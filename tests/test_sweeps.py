@@ -23,7 +23,9 @@ def fake_sweep(root, widths=(4, 16, 64), fail=(2,)):
     for i, width in enumerate(widths):
         job = root / str(i)
         (job / ".hydra").mkdir(parents=True)
-        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.width={width}", "data.label_noise=0.15"]))
+        (job / ".hydra" / "overrides.yaml").write_text(
+            yaml.safe_dump([f"model.width={width}", "data.label_noise=0.15"])
+        )
         if i in fail:
             (job / "failure.json").write_text(json.dumps({"error": "RuntimeError: CUDA out of memory"}))
             continue
@@ -37,8 +39,9 @@ def test_collector_reads_finished_jobs_and_names_the_failed_one(tmp_path):
     assert [r["job"] for r in rows] == ["0", "1"]
     assert rows[1]["model.width"] == "16" and rows[1]["num_params"] == 1600
     assert rows[1]["test/err"] == pytest.approx(1 - 0.51)
-    assert failed == [{"job": "2", "overrides": "model.width=64 data.label_noise=0.15",
-                       "error": "RuntimeError: CUDA out of memory"}]
+    assert failed == [
+        {"job": "2", "overrides": "model.width=64 data.label_noise=0.15", "error": "RuntimeError: CUDA out of memory"}
+    ]
 
 
 def test_summary_files_cover_partial_sweeps(tmp_path):
@@ -56,13 +59,27 @@ def test_summary_files_cover_partial_sweeps(tmp_path):
 
 def test_summarize_script_on_a_sweep_dir(tmp_path):
     sweep = fake_sweep(tmp_path / "sweep")
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(sweep),
-                           "--y", "test/err", "--group-by", "data.label_noise"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "summarize_sweep.py"),
+            str(sweep),
+            "--y",
+            "test/err",
+            "--group-by",
+            "data.label_noise",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "2 finished job(s)" in proc.stdout and "failed: job 2" in proc.stdout
     assert (sweep / "summary.png").exists()
-    missing = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(tmp_path / "nope")],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and "not a directory" in missing.stderr
 
 
@@ -108,8 +125,12 @@ def test_device_pool_packs_only_when_asked(tmp_path):
 
 def test_launcher_configs_compose():
     with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
-        local = compose("train", overrides=["hydra/launcher=local", "experiment=double_descent"], return_hydra_config=True)
-        slurm = compose("train", overrides=["hydra/launcher=slurm", "experiment=double_descent_resnet"], return_hydra_config=True)
+        local = compose(
+            "train", overrides=["hydra/launcher=local", "experiment=double_descent"], return_hydra_config=True
+        )
+        slurm = compose(
+            "train", overrides=["hydra/launcher=slurm", "experiment=double_descent_resnet"], return_hydra_config=True
+        )
     expected = torch.cuda.device_count() if torch.cuda.is_available() else mp.cpu_count()
     assert "Joblib" in local.hydra.launcher._target_ and local.hydra.launcher.n_jobs == expected
     assert "Slurm" in slurm.hydra.launcher._target_

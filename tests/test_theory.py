@@ -60,7 +60,12 @@ def test_conv1d_backprop_with_conv_transpose_equals_autograd():
         da1 = F.conv_transpose1d(dz2, ws[1])  # no matrix is ever formed
         dz1 = da1 * a1 * (1 - a1)
         dw1 = F.conv1d(a0.transpose(0, 1), dz1.transpose(0, 1)).transpose(0, 1)
-        for manual, auto in ((dw2, ws[1].grad), (dz2.sum((0, 2)), bs[1].grad), (dw1, ws[0].grad), (dz1.sum((0, 2)), bs[0].grad)):
+        for manual, auto in (
+            (dw2, ws[1].grad),
+            (dz2.sum((0, 2)), bs[1].grad),
+            (dw1, ws[0].grad),
+            (dz1.sum((0, 2)), bs[0].grad),
+        ):
             assert (manual - auto).abs().max() <= 1e-12
 
 

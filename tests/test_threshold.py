@@ -9,8 +9,17 @@ from dlfoundations.sweeps.threshold import find_peak, interpolation_threshold
 from tests.synthetic_sweeps import make_sweep
 
 # The MNIST-1D notebook's MLP at 15% noise (width: train error, test error).
-CURVE = {2: (0.717, 0.696), 9: (0.475, 0.490), 16: (0.397, 0.472), 21: (0.381, 0.508), 36: (0.190, 0.528),
-         47: (0.055, 0.5405), 61: (0.0, 0.540), 104: (0.0, 0.502), 300: (0.0, 0.455)}
+CURVE = {
+    2: (0.717, 0.696),
+    9: (0.475, 0.490),
+    16: (0.397, 0.472),
+    21: (0.381, 0.508),
+    36: (0.190, 0.528),
+    47: (0.055, 0.5405),
+    61: (0.0, 0.540),
+    104: (0.0, 0.502),
+    300: (0.0, 0.455),
+}
 
 
 def mlp_params(h: int) -> int:
@@ -18,8 +27,10 @@ def mlp_params(h: int) -> int:
 
 
 def points():
-    return [{"model.width": w, "num_params": mlp_params(w), "train_eval/err": tr, "test/err": te}
-            for w, (tr, te) in CURVE.items()]
+    return [
+        {"model.width": w, "num_params": mlp_params(w), "train_eval/err": tr, "test/err": te}
+        for w, (tr, te) in CURVE.items()
+    ]
 
 
 def test_peak_is_the_highest_interior_maximum_not_the_tiny_models():
@@ -42,8 +53,10 @@ def test_threshold_and_peak_on_the_notebook_curve():
 
 
 def test_sweep_summary_writes_threshold_json(tmp_path):
-    jobs = [({"model.width": w}, {"train_eval/acc": 1 - tr, "test/acc": 1 - te}, mlp_params(w))
-            for w, (tr, te) in CURVE.items()]
+    jobs = [
+        ({"model.width": w}, {"train_eval/acc": 1 - tr, "test/acc": 1 - te}, mlp_params(w))
+        for w, (tr, te) in CURVE.items()
+    ]
     sweep = make_sweep(tmp_path, jobs, config={"data": {"train_size": 4000}})
     summary = write_summary(sweep, y=["test/err", "train_eval/err"], epsilon=0.01)
     saved = json.loads((sweep / "threshold.json").read_text())
@@ -55,7 +68,13 @@ def test_describe_names_threshold_peak_and_sizes():
     from dlfoundations.sweeps.threshold import describe
 
     line = describe(interpolation_threshold(points(), epsilon=0.01, train_size=4000))
-    assert "test-error peak 0.5405 at model.width=47" in line and "threshold (train_eval/err <= 0.01) at model.width=61" in line
-    assert f"{mlp_params(61)} params, {mlp_params(61) / 4000:.3g} params/sample" in line and "below the threshold (-1 grid steps" in line
+    assert (
+        "test-error peak 0.5405 at model.width=47" in line
+        and "threshold (train_eval/err <= 0.01) at model.width=61" in line
+    )
+    assert (
+        f"{mlp_params(61)} params, {mlp_params(61) / 4000:.3g} params/sample" in line
+        and "below the threshold (-1 grid steps" in line
+    )
     unknown = [{**p, "num_params": None} for p in points()]
     assert "params unknown" in describe(interpolation_threshold(unknown))

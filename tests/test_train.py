@@ -14,10 +14,20 @@ from dlfoundations.train import main
 from tests.helpers import make_cfg, run_cli
 
 SHORT_RANDOM_LABELS = [
-    "data=mnist1d", "data.train_size=500", "data.val_size=0", "data.test_size=300",
-    "data.label_noise=1.0", "data.batch_size=50", "data.eval_sets=[train_eval]",
-    "model=mlp", "model.width=256", "optimizer=adam", "optimizer.lr=0.003",
-    "trainer.max_epochs=30", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+    "data=mnist1d",
+    "data.train_size=500",
+    "data.val_size=0",
+    "data.test_size=300",
+    "data.label_noise=1.0",
+    "data.batch_size=50",
+    "data.eval_sets=[train_eval]",
+    "model=mlp",
+    "model.width=256",
+    "optimizer=adam",
+    "optimizer.lr=0.003",
+    "trainer.max_epochs=30",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
     "callbacks.training_curves.metrics=[train_eval/acc,train_eval/loss]",
 ]
 
@@ -109,8 +119,13 @@ def test_cli_label_noise_multirun_contains_a_failing_job(tmp_path):
 
 
 def test_cli_run_dirs_are_unique_and_loggers_write(tmp_path):
-    args = ["experiment=memorize_cpu", "debug=short", f"paths.log_dir={tmp_path}", "print_config=false",
-            "logger=[csv,tensorboard,wandb]"]
+    args = [
+        "experiment=memorize_cpu",
+        "debug=short",
+        f"paths.log_dir={tmp_path}",
+        "print_config=false",
+        "logger=[csv,tensorboard,wandb]",
+    ]
     home = tmp_path / "home"
     home.mkdir()
     # No W&B key anywhere (fresh HOME, no env var): the W&B logger must go offline, not prompt.
@@ -134,8 +149,18 @@ def test_wandb_jobs_of_a_multirun_share_a_group(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_writes_one_run_dir(tmp_path):
-    proc = run_cli(["experiment=memorize_cpu", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-                    "debug=short", "print_config=false", f"paths.log_dir={tmp_path}"], tmp_path)
+    proc = run_cli(
+        [
+            "experiment=memorize_cpu",
+            "trainer=ddp",
+            "trainer.devices=2",
+            "trainer.accelerator=cpu",
+            "debug=short",
+            "print_config=false",
+            f"paths.log_dir={tmp_path}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = list((tmp_path / "memorize_cpu" / "runs").iterdir())
     assert len(runs) == 1  # the second rank reuses rank 0's run dir instead of making its own

@@ -41,7 +41,18 @@ torch.manual_seed(0)
         (lambda: GroupedSTMBlock(), 78_592),
         (lambda: MNISTAlexNet(), 8_925_738),
     ],
-    ids=["smallnet-noBN", "cnn-64", "resnet18k-64", "resnet18", "vgg16", "vgg16-bn", "bottleneck", "stm", "stm-grouped", "alexnet"],
+    ids=[
+        "smallnet-noBN",
+        "cnn-64",
+        "resnet18k-64",
+        "resnet18",
+        "vgg16",
+        "vgg16-bn",
+        "bottleneck",
+        "stm",
+        "stm-grouped",
+        "alexnet",
+    ],
 )
 def test_parameter_counts(build, expected):
     assert count_parameters(build()) == expected
@@ -50,15 +61,19 @@ def test_parameter_counts(build, expected):
 def test_resnet18_parameter_groups():
     net = ResNet18(1000, stem="imagenet")
     bn = sum(p.numel() for m in net.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
-    biases = sum(p.numel() for n, p in net.named_parameters() if n.endswith("bias") and "bn" not in n
-                 and "downsample.1" not in n)
+    biases = sum(
+        p.numel() for n, p in net.named_parameters() if n.endswith("bias") and "bn" not in n and "downsample.1" not in n
+    )
     assert (bn, biases, count_parameters(net) - bn - biases) == (9_600, 1_000, 11_678_912)
 
 
-@pytest.mark.parametrize(("ours", "theirs", "size"), [
-    (lambda: ResNet18(1000, stem="imagenet"), torchvision.models.resnet18, 64),
-    (lambda: VGG(1000, classifier="torchvision"), torchvision.models.vgg16_bn, 32),
-])
+@pytest.mark.parametrize(
+    ("ours", "theirs", "size"),
+    [
+        (lambda: ResNet18(1000, stem="imagenet"), torchvision.models.resnet18, 64),
+        (lambda: VGG(1000, classifier="torchvision"), torchvision.models.vgg16_bn, 32),
+    ],
+)
 def test_torchvision_equivalence(ours, theirs, size):
     net, reference = ours().eval(), theirs().eval()
     reference.load_state_dict(net.state_dict(), strict=True)  # same names, shapes, layout
@@ -76,8 +91,9 @@ def test_no_bn_twin_has_the_same_layers_minus_bn(family):
     assert bn_names and not any(isinstance(m, BN_TYPES) for m in twin.modules())
 
     def layers(net):
-        return [(n, type(m).__name__) for n, m in net.named_modules()
-                if n and not list(m.children()) and n not in bn_names]
+        return [
+            (n, type(m).__name__) for n, m in net.named_modules() if n and not list(m.children()) and n not in bn_names
+        ]
 
     assert layers(with_bn) == layers(twin)  # same names, same order, same types
     # Every non-BN weight has the same shape; the twin may add conv biases (where BN shifts fold to).
@@ -127,8 +143,11 @@ def test_fully_convolutional_twin_equals_sliding_the_linear_net(batch_norm):
     scores = fcn(big)
     assert scores.shape == (2, 10, 6, 6)  # (52 - 32) / stride 4 + 1 positions per side
     s = LNiN.stride
-    diff = max((net(big[:, :, s * i : s * i + 32, s * j : s * j + 32]) - scores[:, :, i, j]).abs().max().item()
-               for i in range(6) for j in range(6))
+    diff = max(
+        (net(big[:, :, s * i : s * i + 32, s * j : s * j + 32]) - scores[:, :, i, j]).abs().max().item()
+        for i in range(6)
+        for j in range(6)
+    )
     assert diff <= 1e-5
 
 

@@ -30,10 +30,26 @@ log = logging.getLogger(__name__)
 # runs, what it logs and plots, where it writes, and what it does after fit. Everything else
 # (seed, data, model, task, optimizer, scheduler, the other trainer options, ...) must be equal.
 RESUME_IGNORED = (
-    "paths", "ckpt_path", "train", "test", "callbacks", "logger", "tags", "task_name", "print_config",
-    "skip_finished", "optimized_metric", "device_pool",
-    "trainer.max_epochs", "trainer.min_epochs", "trainer.max_steps", "trainer.min_steps", "trainer.max_time",
-    "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "paths",
+    "ckpt_path",
+    "train",
+    "test",
+    "callbacks",
+    "logger",
+    "tags",
+    "task_name",
+    "print_config",
+    "skip_finished",
+    "optimized_metric",
+    "device_pool",
+    "trainer.max_epochs",
+    "trainer.min_epochs",
+    "trainer.max_steps",
+    "trainer.min_steps",
+    "trainer.max_time",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
 )
 
 
@@ -51,8 +67,10 @@ def relocatable(config: dict[str, Any]) -> dict[str, Any]:
     # Longest first (output_dir lies under log_dir, which lies under root_dir); among equal paths
     # (a run whose root_dir is its output_dir) the most specific name.
     order = ("output_dir", "log_dir", "data_dir", "root_dir")
-    prefixes = sorted(((v.rstrip("/"), k) for k, v in paths.items() if isinstance(v, str) and v.rstrip("/")),
-                      key=lambda item: (-len(item[0]), order.index(item[1]) if item[1] in order else len(order)))
+    prefixes = sorted(
+        ((v.rstrip("/"), k) for k, v in paths.items() if isinstance(v, str) and v.rstrip("/")),
+        key=lambda item: (-len(item[0]), order.index(item[1]) if item[1] in order else len(order)),
+    )
 
     def fix(value: Any) -> Any:
         if isinstance(value, dict):
@@ -62,7 +80,7 @@ def relocatable(config: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             for prefix, key in prefixes:
                 if value == prefix or value.startswith(prefix + "/"):
-                    return "${paths." + key + "}" + value[len(prefix):]
+                    return "${paths." + key + "}" + value[len(prefix) :]
         return value
 
     return {k: v if k == "paths" else fix(v) for k, v in config.items()}
@@ -74,13 +92,17 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any],
-                       ignored: tuple[str, ...] = RESUME_IGNORED) -> list[str]:
+def config_differences(
+    saved: dict[str, Any], current: dict[str, Any], ignored: tuple[str, ...] = RESUME_IGNORED
+) -> list[str]:
     """``key (X there, Y here)`` for every key outside ``ignored`` whose value differs."""
     a, b = _flat(relocatable(saved)), _flat(relocatable(current))
     absent = "<absent>"
-    return [f"{k} ({a.get(k, absent)!r} there, {b.get(k, absent)!r} here)" for k in sorted(a.keys() | b.keys())
-            if not any(k == i or k.startswith(i + ".") for i in ignored) and a.get(k, absent) != b.get(k, absent)]
+    return [
+        f"{k} ({a.get(k, absent)!r} there, {b.get(k, absent)!r} here)"
+        for k in sorted(a.keys() | b.keys())
+        if not any(k == i or k.startswith(i + ".") for i in ignored) and a.get(k, absent) != b.get(k, absent)
+    ]
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -110,8 +132,10 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         skipped.append((ckpt.parent.parent.name, differences))
     name, diff = skipped[0]
     more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
-    raise UserError(f"ckpt_path=last: no run under {runs} has this config; the newest, {name}, differs in "
-                    f"{'; '.join(diff[:4])}{more}: use that run's values, or pass a checkpoint's path")
+    raise UserError(
+        f"ckpt_path=last: no run under {runs} has this config; the newest, {name}, differs in "
+        f"{'; '.join(diff[:4])}{more}: use that run's values, or pass a checkpoint's path"
+    )
 
 
 def check_weight_sources(train: bool, test: bool, ckpt_path: str | None, weights: str | None) -> None:
@@ -119,11 +143,15 @@ def check_weight_sources(train: bool, test: bool, ckpt_path: str | None, weights
     if not train and not test:
         raise UserError("train=false and test=false leave nothing to do; drop one of them")
     if not train and not ckpt_path and not weights:
-        raise UserError("train=false would test an untrained model; pass ckpt_path=<checkpoint> or weights=<file> "
-                        "(or python src/eval.py ckpt_path=<run dir>)")
+        raise UserError(
+            "train=false would test an untrained model; pass ckpt_path=<checkpoint> or weights=<file> "
+            "(or python src/eval.py ckpt_path=<run dir>)"
+        )
     if not train and ckpt_path and weights:
-        raise UserError(f"train=false with both ckpt_path={ckpt_path} and weights={weights}: "
-                        "which weights to test is ambiguous; pass only one of them")
+        raise UserError(
+            f"train=false with both ckpt_path={ckpt_path} and weights={weights}: "
+            "which weights to test is ambiguous; pass only one of them"
+        )
 
 
 def _load(path: str, what: str) -> dict[str, Any]:
@@ -140,8 +168,11 @@ def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, Any]) -> str |
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     shapes = sorted(k for k in set(expected) & set(found) if tuple(expected[k].shape) != tuple(found[k].shape))
-    parts = [f"{label} {keys[:3]}{' ...' if len(keys) > 3 else ''}" for label, keys in
-             (("missing", missing), ("unexpected", unexpected), ("other shapes for", shapes)) if keys]
+    parts = [
+        f"{label} {keys[:3]}{' ...' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shapes for", shapes))
+        if keys
+    ]
     return "; ".join(parts) or None
 
 
@@ -153,8 +184,10 @@ def check_checkpoint(path: str, module: nn.Module) -> dict[str, Any]:
         raise UserError(f"ckpt_path={path} is not a Lightning checkpoint (no state_dict)")
     problem = _mismatch(module.state_dict(), state)
     if problem:
-        raise UserError(f"ckpt_path={path} was saved from another model ({problem}); "
-                        "use the model config (model=..., model.width, model.batch_norm) it was trained with")
+        raise UserError(
+            f"ckpt_path={path} was saved from another model ({problem}); "
+            "use the model config (model=..., model.width, model.batch_norm) it was trained with"
+        )
     return checkpoint
 
 
@@ -165,6 +198,8 @@ def load_weights(net: nn.Module, path: str) -> None:
         state = {k.removeprefix("net."): v for k, v in state["state_dict"].items() if k.startswith("net.")}
     problem = _mismatch(net.state_dict(), state)
     if problem:
-        raise UserError(f"weights={path} does not fit the configured model {type(net).__name__} ({problem}); "
-                        "check model=... and its options (e.g. model.batch_norm, model.width)")
+        raise UserError(
+            f"weights={path} does not fit the configured model {type(net).__name__} ({problem}); "
+            "check model=... and its options (e.g. model.batch_norm, model.width)"
+        )
     net.load_state_dict(state, strict=True)

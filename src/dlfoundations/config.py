@@ -89,8 +89,19 @@ def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
     return kwargs
 
 
-CONFIG_ORDER = ("experiment", "seed", "data", "model", "task", "optimizer", "scheduler", "trainer",
-                "callbacks", "logger", "paths")
+CONFIG_ORDER = (
+    "experiment",
+    "seed",
+    "data",
+    "model",
+    "task",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "callbacks",
+    "logger",
+    "paths",
+)
 
 
 def config_tree(cfg: DictConfig) -> "rich.tree.Tree":  # noqa: F821
@@ -186,11 +197,15 @@ def validate(cfg: DictConfig) -> None:
     # The classification task optimizes manually (several steps per call); Lightning's automatic
     # clipping and accumulation do not apply to that, so they are task options.
     if trainer.get("gradient_clip_val") not in (None, 0):
-        raise UserError(f"trainer.gradient_clip_val={trainer.gradient_clip_val}: clipping is a task option here; "
-                        f"set task.gradient_clip_val={trainer.gradient_clip_val} (and task.gradient_clip_algorithm)")
+        raise UserError(
+            f"trainer.gradient_clip_val={trainer.gradient_clip_val}: clipping is a task option here; "
+            f"set task.gradient_clip_val={trainer.gradient_clip_val} (and task.gradient_clip_algorithm)"
+        )
     if trainer.get("accumulate_grad_batches") not in (None, 1):
-        raise UserError(f"trainer.accumulate_grad_batches={trainer.accumulate_grad_batches} is not supported; "
-                        "use a larger data.batch_size instead")
+        raise UserError(
+            f"trainer.accumulate_grad_batches={trainer.accumulate_grad_batches} is not supported; "
+            "use a larger data.batch_size instead"
+        )
 
 
 def unknown_key_hints(overrides: list[str]) -> list[str]:
@@ -213,8 +228,10 @@ def unknown_key_hints(overrides: list[str]) -> list[str]:
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent, default=None)
         if isinstance(node, DictConfig):
-            hints.append(f"error: {key} is not a config key; valid keys in {parent}: {', '.join(sorted(node))} "
-                         f"(add a new one with +{override})")
+            hints.append(
+                f"error: {key} is not a config key; valid keys in {parent}: {', '.join(sorted(node))} "
+                f"(add a new one with +{override})"
+            )
         else:
             hints.append(f"error: {key} is not a config key; {parent} is not a config node")
     return hints

@@ -54,8 +54,10 @@ def locate(ckpt_path: str) -> tuple[Path, Path]:
         ckpt = path / "checkpoints" / "last.ckpt"
         if not ckpt.is_file():
             found = sorted(p.name for p in path.glob("checkpoints/*.ckpt"))
-            raise UserError(f"ckpt_path={ckpt_path} has no checkpoints/last.ckpt"
-                            + (f"; pass one of its checkpoints {found}" if found else " (that run wrote no checkpoints)"))
+            raise UserError(
+                f"ckpt_path={ckpt_path} has no checkpoints/last.ckpt"
+                + (f"; pass one of its checkpoints {found}" if found else " (that run wrote no checkpoints)")
+            )
         return path.resolve(), ckpt.resolve()
     if path.is_file():
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
@@ -67,8 +69,10 @@ def _run_config(run_dir: Path) -> dict[str, Any]:
     for name in ("config_unresolved.yaml", ".hydra/config.yaml"):
         if (run_dir / name).is_file():
             return OmegaConf.to_container(OmegaConf.load(run_dir / name), resolve=False)
-    raise UserError(f"{run_dir} has no config_unresolved.yaml (nor .hydra/config.yaml), so its model and data "
-                    "cannot be rebuilt; evaluate a checkpoint inside the run dir that wrote it")
+    raise UserError(
+        f"{run_dir} has no config_unresolved.yaml (nor .hydra/config.yaml), so its model and data "
+        "cannot be rebuilt; evaluate a checkpoint inside the run dir that wrote it"
+    )
 
 
 def _get(tree: Any, key: str) -> Any:
@@ -111,8 +115,10 @@ def eval_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, 
             raise UserError(f"{override.input_line}: eval always tests the checkpoint's weights; drop this override")
         value = _ABSENT if override.is_delete() else _get(composed, key)
         if value is _ABSENT and not override.is_delete():
-            raise UserError(f"{override.input_line}: eval rebuilds the run from its own config, where this group "
-                            "changes keys of other groups; override those keys instead (e.g. data.test_sets=[val])")
+            raise UserError(
+                f"{override.input_line}: eval rebuilds the run from its own config, where this group "
+                "changes keys of other groups; override those keys instead (e.g. data.test_sets=[val])"
+            )
         _set(merged, key, value)
         applied.append(override.input_line)
     return OmegaConf.create(merged), run_dir, ckpt, applied
@@ -134,7 +140,9 @@ def load_inputs(path: str, input_shape: Sequence[int], dtype: torch.dtype) -> Te
         else:
             raise UserError(f"predict.input={path}: use a .pt (torch.save of a tensor) or .npz (numpy.savez) file")
     except (OSError, ValueError, RuntimeError, EOFError) as err:
-        raise UserError(f"predict.input={path} is not a readable {file.suffix} file ({str(err).splitlines()[0]})") from err
+        raise UserError(
+            f"predict.input={path} is not a readable {file.suffix} file ({str(err).splitlines()[0]})"
+        ) from err
     x = arrays.get("x", next(iter(arrays.values())) if len(arrays) == 1 else None)
     if x is None:
         raise UserError(f"predict.input={path} holds {sorted(arrays)}; name the inputs x")
@@ -143,8 +151,10 @@ def load_inputs(path: str, input_shape: Sequence[int], dtype: torch.dtype) -> Te
     except (TypeError, ValueError, RuntimeError) as err:
         raise UserError(f"predict.input={path} does not hold a numeric tensor ({type(x).__name__})") from err
     if x.dim() != len(input_shape) + 1 or list(x.shape[1:]) != list(input_shape) or len(x) == 0:
-        raise UserError(f"predict.input={path} holds a tensor of shape {list(x.shape)}; the model takes "
-                        f"[N, {', '.join(map(str, input_shape))}] (N inputs as the data config prepares them)")
+        raise UserError(
+            f"predict.input={path} holds a tensor of shape {list(x.shape)}; the model takes "
+            f"[N, {', '.join(map(str, input_shape))}] (N inputs as the data config prepares them)"
+        )
     return x.to(dtype)
 
 
@@ -167,13 +177,21 @@ def write_predictions(trainer: L.Trainer, net: nn.Module, loader: Any, n: int, p
     batches = trainer.predict(Predictor(net), dataloaders=loader)
     probs = torch.cat([p for p, _ in batches]).cpu()
     if len(probs) != n:
-        raise UserError(f"prediction covered {len(probs)} of {n} items (trainer.fast_dev_run or "
-                        "trainer.limit_predict_batches); set trainer.limit_predict_batches=1.0")
+        raise UserError(
+            f"prediction covered {len(probs)} of {n} items (trainer.fast_dev_run or "
+            "trainer.limit_predict_batches); set trainer.limit_predict_batches=1.0"
+        )
     labels = torch.cat([y for _, y in batches]).cpu() if batches[0][1] is not None else None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["index", *(["label"] if labels is not None else []), "predicted",
-                     *(f"prob_{c}" for c in range(probs.shape[1]))])
+    writer.writerow(
+        [
+            "index",
+            *(["label"] if labels is not None else []),
+            "predicted",
+            *(f"prob_{c}" for c in range(probs.shape[1])),
+        ]
+    )
     for i, (row, predicted) in enumerate(zip(probs.tolist(), probs.argmax(1).tolist())):
         writer.writerow([i, *([int(labels[i])] if labels is not None else []), predicted, *(f"{p:.9g}" for p in row)])
     return atomic_write_text(path, buffer.getvalue())
@@ -213,8 +231,9 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     trainer = L.Trainer(**{**trainer_args, "enable_checkpointing": False}, callbacks=callbacks, logger=loggers or False)
     if (split or inputs) and trainer.world_size > 1:
         raise UserError("predict runs on one device; set trainer.devices=1")
-    trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=True,
-                 verbose=run_cfg.get("print_config", True))
+    trainer.test(
+        task, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=True, verbose=run_cfg.get("print_config", True)
+    )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     written = {}
@@ -228,13 +247,19 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         written[split] = write_predictions(trainer, net, loader, n, output_dir / f"predictions_{split}.csv").name
     if x_input is not None:
         loader = TensorBatchLoader((x_input,), batch_size=run_cfg.data.get("eval_batch_size", 1000))
-        written["input"] = write_predictions(trainer, net, loader, len(x_input), output_dir / "predictions_input.csv").name
+        written["input"] = write_predictions(
+            trainer, net, loader, len(x_input), output_dir / "predictions_input.csv"
+        ).name
 
     results = {
         "metrics": metrics,
         "run_dir": str(run_dir),
         # Lightning's counters at save time: epoch is the index of the epoch being trained.
-        "checkpoint": {"path": str(ckpt), "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")},
+        "checkpoint": {
+            "path": str(ckpt),
+            "epoch": checkpoint.get("epoch"),
+            "global_step": checkpoint.get("global_step"),
+        },
         "overrides": applied,
         "predictions": written,
         "predict_input": str(Path(inputs).expanduser().resolve()) if inputs else None,

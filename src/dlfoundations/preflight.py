@@ -48,8 +48,10 @@ def check_task_name(name: Any) -> None:
     text = str(name) if name is not None else ""
     parts = PurePosixPath(text).parts
     if not text.strip() or PurePosixPath(text).is_absolute() or ".." in parts or "\\" in text or "\0" in text:
-        raise UserError(f"task_name={text!r} would put the run outside paths.log_dir; use a relative name "
-                        "without '..' (e.g. task_name=my_experiment, or project/my_experiment)")
+        raise UserError(
+            f"task_name={text!r} would put the run outside paths.log_dir; use a relative name "
+            "without '..' (e.g. task_name=my_experiment, or project/my_experiment)"
+        )
 
 
 class RunDirGuard(Callback):
@@ -95,13 +97,17 @@ def check_data_dir(cfg: DictConfig) -> None:
     datamodule = instantiate(cfg.data, "data")  # constructors only check values; nothing is loaded
     for target in getattr(datamodule, "files_to_write", lambda: [])():
         folder = next(p for p in (Path(target), *Path(target).absolute().parents) if p.exists())
-        value = str(data_dir) if data_dir and Path(target).absolute().is_relative_to(Path(data_dir).absolute()) else None
+        value = (
+            str(data_dir) if data_dir and Path(target).absolute().is_relative_to(Path(data_dir).absolute()) else None
+        )
         name = f"paths.data_dir={value}" if value else str(target)
         if not folder.is_dir():
             raise UserError(f"{name}: {folder} is not a directory; {fix}")
         if not _writable(folder):
-            raise UserError(f"{name} is not writable ({folder}), and {type(datamodule).__name__} needs to write "
-                            f"{target} there; {fix}, or put the files there first")
+            raise UserError(
+                f"{name} is not writable ({folder}), and {type(datamodule).__name__} needs to write "
+                f"{target} there; {fix}, or put the files there first"
+            )
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -159,18 +165,26 @@ def check_options(cfg: DictConfig) -> None:
         label = f"{group}={_choice(group) or cls.__name__}"
         unknown = sorted(k for k in node if k not in arguments and k not in _HYDRA_KEYS)
         if unknown and not open_:
-            raise UserError(f"{label} has no option {', '.join(unknown)} (an experiment may set it); its options: "
-                            f"{', '.join(sorted(arguments))}. Remove it with ~{group}.{unknown[0]} or choose "
-                            f"another {group} config")
+            raise UserError(
+                f"{label} has no option {', '.join(unknown)} (an experiment may set it); its options: "
+                f"{', '.join(sorted(arguments))}. Remove it with ~{group}.{unknown[0]} or choose "
+                f"another {group} config"
+            )
         for key, hint in arguments.items():
             value = OmegaConf.select(node, key, default=None, throw_on_resolution_failure=False)
             if _wants_int(hint) and isinstance(value, float):
-                fractional = sorted(name for name, c in _conf_files(group).items()
-                                    if key in c and "_target_" in c and not _wants_int(
-                                        _arguments(hydra.utils.get_class(c._target_))[0].get(key, int)))
+                fractional = sorted(
+                    name
+                    for name, c in _conf_files(group).items()
+                    if key in c
+                    and "_target_" in c
+                    and not _wants_int(_arguments(hydra.utils.get_class(c._target_))[0].get(key, int))
+                )
                 also = f"; {group} configs that take a fractional {key}: {', '.join(fractional)}" if fractional else ""
-                raise UserError(f"{group}.{key}={value} must be an integer for {label} (a count: {cls.__name__} "
-                                f"takes {key}: int){also}")
+                raise UserError(
+                    f"{group}.{key}={value} must be an integer for {label} (a count: {cls.__name__} "
+                    f"takes {key}: int){also}"
+                )
 
 
 # -- model x data x task ----------------------------------------------------------------------
@@ -179,20 +193,26 @@ def _task_problem(task_cls: type, net: nn.Module, out: torch.Tensor, num_classes
 
     if issubclass(task_cls, RidgeRegression):
         if not (hasattr(net, "features") and hasattr(net, "theta")):
-            return f"task=ridge fits the last layer (net.theta) of a features model (net.features); {type(net).__name__} is none"
+            return (
+                f"task=ridge fits the last layer (net.theta) of a features model (net.features); "
+                f"{type(net).__name__} is none"
+            )
         if num_classes != 1:
             return f"task=ridge regresses real-valued targets, and data={data} has {num_classes} classes"
     elif issubclass(task_cls, ClassificationModule):
         if num_classes < 2:
             return f"task=classification needs class labels, and data={data} has real-valued targets"
         if tuple(out.shape) != (2, num_classes):
-            return (f"its output per sample has shape {list(out.shape[1:])}, and task=classification needs "
-                    f"[{num_classes}] logits (data.num_classes)")
+            return (
+                f"its output per sample has shape {list(out.shape[1:])}, and task=classification needs "
+                f"[{num_classes}] logits (data.num_classes)"
+            )
     return None
 
 
-def _problem(cfg: DictConfig, task_cls: type, shape: list[int], num_classes: int, data: str,
-             strict: bool = False) -> str | None:
+def _problem(
+    cfg: DictConfig, task_cls: type, shape: list[int], num_classes: int, data: str, strict: bool = False
+) -> str | None:
     """Why the configured model cannot be trained by ``task_cls`` on data of ``shape`` and
     ``num_classes`` (None if it can). ``strict``: construction errors are the user's (raised)."""
     probe = copy.deepcopy(cfg)  # keeps the root, so the model's interpolations resolve
@@ -236,8 +256,11 @@ def check_fit(cfg: DictConfig) -> None:
     if problem is None:
         return
     model, task = _choice("model") or cfg.model._target_.rsplit(".", 1)[-1], _choice("task") or task_cls.__name__
-    candidates = {name: (list(c.input_shape), int(c.num_classes)) for name, c in _conf_files("data").items()
-                  if OmegaConf.is_list(c.get("input_shape")) and isinstance(c.get("num_classes"), int)}
+    candidates = {
+        name: (list(c.input_shape), int(c.num_classes))
+        for name, c in _conf_files("data").items()
+        if OmegaConf.is_list(c.get("input_shape")) and isinstance(c.get("num_classes"), int)
+    }
 
     def fitting(t_cls: type) -> list[str]:
         return sorted(d for d, (s, k) in candidates.items() if _problem(cfg, t_cls, s, k, d) is None)
@@ -245,10 +268,14 @@ def check_fit(cfg: DictConfig) -> None:
     fits = fitting(task_cls)
     where = f"data={data} (input shape {list(shape)}, {num_classes} {'classes' if num_classes > 1 else 'output'})"
     if fits:
-        raise UserError(f"model={model} (task={task}) cannot take {where}: {problem}; data configs that fit: "
-                        f"{', '.join(fits)}")
-    others = [(name, fitting(hydra.utils.get_class(c._target_))) for name, c in _conf_files("task").items()
-              if name != task and "_target_" in c]
+        raise UserError(
+            f"model={model} (task={task}) cannot take {where}: {problem}; data configs that fit: {', '.join(fits)}"
+        )
+    others = [
+        (name, fitting(hydra.utils.get_class(c._target_)))
+        for name, c in _conf_files("task").items()
+        if name != task and "_target_" in c
+    ]
     others = [(name, fits) for name, fits in others if fits]
     if others:
         use = "; or ".join(f"task={name} with data={'|'.join(fits)}" for name, fits in others)

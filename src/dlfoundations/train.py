@@ -88,8 +88,11 @@ def _save_config(cfg: DictConfig, output_dir: Path) -> None:
 
 
 def _as_floats(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, (int, float, torch.Tensor)) and not k.startswith(FitProgress.prefix)}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float, torch.Tensor)) and not k.startswith(FitProgress.prefix)
+    }
 
 
 class FitProgress(L.Callback):
@@ -107,8 +110,10 @@ class FitProgress(L.Callback):
     def counts(cls, trainer: L.Trainer) -> tuple[int, int]:
         """(epochs, global_step) of the last fit, wherever it ran."""
         metrics = trainer.callback_metrics
-        return (int(metrics.get(cls.prefix + "epochs", trainer.current_epoch)),
-                int(metrics.get(cls.prefix + "global_step", trainer.global_step)))
+        return (
+            int(metrics.get(cls.prefix + "epochs", trainer.current_epoch)),
+            int(metrics.get(cls.prefix + "global_step", trainer.global_step)),
+        )
 
 
 def main(cfg: DictConfig) -> dict[str, Any]:
@@ -169,8 +174,13 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     fit_seconds = time.perf_counter() - start
     if test:
         # Without fit, the weights to test are the checkpoint's (weights=... are already in the net).
-        trainer.test(task, datamodule=datamodule, verbose=cfg.get("print_config", True),
-                     ckpt_path=None if fit else ckpt_path, weights_only=True)
+        trainer.test(
+            task,
+            datamodule=datamodule,
+            verbose=cfg.get("print_config", True),
+            ckpt_path=None if fit else ckpt_path,
+            weights_only=True,
+        )
         metrics.update(_as_floats(trainer.callback_metrics))
 
     name = cfg.get("optimized_metric")
@@ -209,8 +219,13 @@ def _write_run_report(output_dir: Path) -> None:
 
     try:
         report = write_report(output_dir)
-        log.info("reproduction report: %d within tolerance, %d out of tolerance, %d not measured -> %s",
-                 report["passed"], report["out_of_tolerance"], report["not_measured"], output_dir / "report.md")
+        log.info(
+            "reproduction report: %d within tolerance, %d out of tolerance, %d not measured -> %s",
+            report["passed"],
+            report["out_of_tolerance"],
+            report["not_measured"],
+            output_dir / "report.md",
+        )
     except UserError as err:
         log.warning("no reproduction report: %s", err)
 
@@ -218,11 +233,14 @@ def _write_run_report(output_dir: Path) -> None:
 def record_failure(output_dir: Path, err: BaseException) -> None:
     """``failure.json`` in the run dir: what went wrong, for the sweep summary and for humans."""
     try:
-        atomic_write_json(output_dir / "failure.json", {
-            "error": f"{type(err).__name__}: {err}".splitlines()[0],
-            "traceback": "".join(traceback.format_exception(err)),
-            "overrides": current_job_identity(),
-        })
+        atomic_write_json(
+            output_dir / "failure.json",
+            {
+                "error": f"{type(err).__name__}: {err}".splitlines()[0],
+                "traceback": "".join(traceback.format_exception(err)),
+                "overrides": current_job_identity(),
+            },
+        )
     except OSError:
         log.exception("could not write failure.json")
 

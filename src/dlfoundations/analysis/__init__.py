@@ -10,6 +10,14 @@ from dlfoundations.analysis.receptive_field import (
 from dlfoundations.analysis.timing import median_seconds
 
 __all__ = [
-    "FoldPlan", "ModelCount", "analytic_receptive_field", "count_model", "fold_batchnorm", "load_into_twin",
-    "median_seconds", "plan_batchnorm_folding", "receptive_field_box", "receptive_field_mask",
+    "FoldPlan",
+    "ModelCount",
+    "analytic_receptive_field",
+    "count_model",
+    "fold_batchnorm",
+    "load_into_twin",
+    "median_seconds",
+    "plan_batchnorm_folding",
+    "receptive_field_box",
+    "receptive_field_mask",
 ]

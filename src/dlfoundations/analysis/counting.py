@@ -38,8 +38,13 @@ def count_model(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCount:
     model = model.eval()
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
     activations: dict[str, int] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: activations.__setitem__(n, activations.get(n, 0) + out.numel()))
-             for n, m in leaves if isinstance(m, ACTIVATIONS)]
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, inp, out, n=n: activations.__setitem__(n, activations.get(n, 0) + out.numel())
+        )
+        for n, m in leaves
+        if isinstance(m, ACTIVATIONS)
+    ]
     counter = FlopCounterMode(display=False)
     try:
         with counter:
@@ -52,6 +57,13 @@ def count_model(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCount:
     result = ModelCount(tuple(input_shape))
     for name, module in leaves:
         flops = sum(per_module.get(f"{prefix}.{name}", {}).values())
-        result.layers.append(LayerCount(name, type(module).__name__, sum(p.numel() for p in module.parameters(recurse=False)),
-                                        flops // 2, activations.get(name, 0)))
+        result.layers.append(
+            LayerCount(
+                name,
+                type(module).__name__,
+                sum(p.numel() for p in module.parameters(recurse=False)),
+                flops // 2,
+                activations.get(name, 0),
+            )
+        )
     return result

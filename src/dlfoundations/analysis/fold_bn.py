@@ -94,8 +94,9 @@ def fold_batchnorm(model: nn.Module, return_plan: bool = False) -> nn.Module | t
         layer, bn = folded.get_submodule(layer_name), folded.get_submodule(bn_name)
         dtype = layer.weight.dtype
         # Fold in float64, then round once: the folded weights are as exact as the dtype allows.
-        args = [t.double() if t is not None else None for t in (
-            layer.weight, layer.bias, bn.running_mean, bn.running_var)]
+        args = [
+            t.double() if t is not None else None for t in (layer.weight, layer.bias, bn.running_mean, bn.running_var)
+        ]
         affine = [t.double() if t is not None else None for t in (bn.weight, bn.bias)]
         if bn.weight is None:  # affine=False: gamma = 1, beta = 0
             affine = [torch.ones_like(args[2]), torch.zeros_like(args[2])]

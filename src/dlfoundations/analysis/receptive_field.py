@@ -38,8 +38,9 @@ def _linearised(model: nn.Module) -> nn.Module:
     return net
 
 
-def receptive_field_mask(model: nn.Module, input_shape: tuple[int, ...], layer: str,
-                         unit: tuple[int, ...]) -> torch.Tensor:
+def receptive_field_mask(
+    model: nn.Module, input_shape: tuple[int, ...], layer: str, unit: tuple[int, ...]
+) -> torch.Tensor:
     """Boolean mask (H, W) of the input pixels that output ``unit`` = (channel, i, j) of module
     ``layer`` depends on, for an input of ``input_shape`` (C, H, W)."""
     net = _linearised(model)
@@ -61,8 +62,9 @@ def receptive_field_mask(model: nn.Module, input_shape: tuple[int, ...], layer: 
     return x.grad[0].abs().sum(0) > 0
 
 
-def receptive_field_box(model: nn.Module, input_shape: tuple[int, ...], layer: str,
-                        unit: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
+def receptive_field_box(
+    model: nn.Module, input_shape: tuple[int, ...], layer: str, unit: tuple[int, ...]
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """((row_min, row_max), (col_min, col_max)), 0-indexed and inclusive, of the receptive field."""
     mask = receptive_field_mask(model, input_shape, layer, unit)
     rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]

@@ -16,7 +16,9 @@ class TrainingCurves(L.Callback):
     is part of the checkpoint, so a resumed run plots its whole history.
     """
 
-    def __init__(self, metrics: list[str], dirpath: str, filename: str = "curves.png", title: str | None = None) -> None:
+    def __init__(
+        self, metrics: list[str], dirpath: str, filename: str = "curves.png", title: str | None = None
+    ) -> None:
         self.metrics, self.dirpath, self.filename, self.title = list(metrics), dirpath, filename, title
         self.history: list[dict[str, float]] = []
 

@@ -51,8 +51,15 @@ def schedule_epochs(max_epochs: int, num: int = 25, spacing: str = "log", epochs
 class EvalSchedule(L.Callback):
     """Run the validation loop only at :func:`schedule_epochs` and keep every evaluation."""
 
-    def __init__(self, dirpath: str, num: int = 25, spacing: str = "log", epochs: list[int] | None = None,
-                 filename: str = "eval_history.json", plot: str | None = "eval_curves.png") -> None:
+    def __init__(
+        self,
+        dirpath: str,
+        num: int = 25,
+        spacing: str = "log",
+        epochs: list[int] | None = None,
+        filename: str = "eval_history.json",
+        plot: str | None = "eval_curves.png",
+    ) -> None:
         self.dirpath, self.num, self.spacing, self.epochs = dirpath, num, spacing, list(epochs) if epochs else None
         self.filename, self.plot_name = filename, plot
         schedule_epochs(max(num, 2), num, spacing, self.epochs)  # bad options fail before any work
@@ -63,8 +70,10 @@ class EvalSchedule(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             if not trainer.limit_val_batches:
-                raise UserError("callbacks.eval_schedule has nothing to evaluate: set data.eval_sets (e.g. "
-                                "[train_eval,test]) or turn it off with callbacks.eval_schedule=null")
+                raise UserError(
+                    "callbacks.eval_schedule has nothing to evaluate: set data.eval_sets (e.g. "
+                    "[train_eval,test]) or turn it off with callbacks.eval_schedule=null"
+                )
             self.schedule = set(schedule_epochs(trainer.max_epochs, self.num, self.spacing, self.epochs))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -80,8 +89,11 @@ class EvalSchedule(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._validated != trainer.current_epoch:
             return
-        values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(("/acc", "/loss", "/err"))
-                  and getattr(v, "numel", lambda: 1)() == 1}
+        values = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.endswith(("/acc", "/loss", "/err")) and getattr(v, "numel", lambda: 1)() == 1
+        }
         self.history.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step, **values})
         self._write()
 

@@ -35,8 +35,9 @@ class FoldBatchNorm(L.Callback):
     ``batch_norm=false`` twin) and a ``torch.export`` program, and fail the run if the largest
     absolute difference exceeds ``atol``."""
 
-    def __init__(self, dirpath: str, atol: float = 1e-5, max_batches: int = 10, timing_repeats: int = 10,
-                 export: bool = True) -> None:
+    def __init__(
+        self, dirpath: str, atol: float = 1e-5, max_batches: int = 10, timing_repeats: int = 10, export: bool = True
+    ) -> None:
         self.dirpath, self.atol, self.max_batches = Path(dirpath), atol, max_batches
         self.timing_repeats, self.export = timing_repeats, export
         self.metrics: dict[str, float] = {}
@@ -74,9 +75,12 @@ class FoldBatchNorm(L.Callback):
             t_bn = median_seconds(lambda: net(batches[0]), self.timing_repeats)
             t_folded = median_seconds(lambda: folded(batches[0]), self.timing_repeats)
         self.metrics = {
-            "fold/max_abs_diff": abs_diff, "fold/max_rel_diff": rel_diff,
-            "fold/pairs": float(len(plan.pairs)), "fold/unfolded": float(len(plan.unfolded)),
-            "fold/time_bn_ms": 1e3 * t_bn, "fold/time_folded_ms": 1e3 * t_folded,
+            "fold/max_abs_diff": abs_diff,
+            "fold/max_rel_diff": rel_diff,
+            "fold/pairs": float(len(plan.pairs)),
+            "fold/unfolded": float(len(plan.unfolded)),
+            "fold/time_bn_ms": 1e3 * t_bn,
+            "fold/time_folded_ms": 1e3 * t_folded,
             "fold/time_ratio": t_folded / t_bn,
         }
         net.train(was_training)
@@ -85,8 +89,12 @@ class FoldBatchNorm(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(self.metrics, step=trainer.global_step)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in self.metrics.items()})
-        log.info("BN folding: %d pairs folded, max abs diff %.2e, time folded/BN %.3f",
-                 len(plan.pairs), abs_diff, self.metrics["fold/time_ratio"])
+        log.info(
+            "BN folding: %d pairs folded, max abs diff %.2e, time folded/BN %.3f",
+            len(plan.pairs),
+            abs_diff,
+            self.metrics["fold/time_ratio"],
+        )
         if not abs_diff <= self.atol:  # also catches NaN
             raise UserError(
                 f"BN folding check failed: max abs diff {abs_diff:.3e} between the folded and the trained "

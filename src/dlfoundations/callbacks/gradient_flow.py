@@ -61,14 +61,17 @@ class GradientFlow(L.Callback):
         ax.set_yscale("log")
         ax.set_xlabel("layer (input -> output)")
         ax.set_ylabel("mean gradient norm of the weight")
-        ax.set_title(f"{type(pl_module.net).__name__}: first/last layer ratio {self.history[-1][0] / max(self.history[-1][-1], 1e-30):.2e}")
+        ratio = self.history[-1][0] / max(self.history[-1][-1], 1e-30)
+        ax.set_title(f"{type(pl_module.net).__name__}: first/last layer ratio {ratio:.2e}")
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
         atomic_write(self.dirpath / self.filename, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
         plt.close(fig)
-        atomic_write_json(self.dirpath / "gradient_flow.json",
-                          {"layers": self.names, "first_epoch": self.history[0], "last_epoch": self.history[-1]})
+        atomic_write_json(
+            self.dirpath / "gradient_flow.json",
+            {"layers": self.names, "first_epoch": self.history[0], "last_epoch": self.history[-1]},
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "names": self.names}

@@ -51,17 +51,25 @@ class StepProgressBar(ProgressBar):
         if not self._enabled:
             return
         self._shown_step = trainer.global_step
-        self._bar = tqdm(total=self._total_steps(trainer), initial=trainer.global_step, unit=" steps",
-                         dynamic_ncols=True, leave=self.leave, file=sys.stderr, mininterval=self.refresh_seconds,
-                         smoothing=0.1)
+        self._bar = tqdm(
+            total=self._total_steps(trainer),
+            initial=trainer.global_step,
+            unit=" steps",
+            dynamic_ncols=True,
+            leave=self.leave,
+            file=sys.stderr,
+            mininterval=self.refresh_seconds,
+            smoothing=0.1,
+        )
 
     def on_train_epoch_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         if self._bar is not None:
             epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else "?"
             self._bar.set_description(f"epoch {trainer.current_epoch + 1}/{epochs}", refresh=False)
 
-    def on_train_batch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self._bar is not None:
             self._bar.update(trainer.global_step - self._shown_step)
             self._shown_step = trainer.global_step

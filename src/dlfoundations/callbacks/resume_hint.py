@@ -23,7 +23,9 @@ def resume_command(ckpt_path: str, argv0: str | None = None, overrides: list[str
     argv0 = argv0 if argv0 is not None else sys.argv[0]
     if overrides is None:
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    value = ckpt_path if _PLAIN.fullmatch(ckpt_path) else "'" + ckpt_path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    value = (
+        ckpt_path if _PLAIN.fullmatch(ckpt_path) else "'" + ckpt_path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    )
     kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "ckpt_path"]
     program = [sys.executable, argv0] if argv0.endswith(".py") else [argv0]
     return shlex.join([*program, *kept, f"ckpt_path={value}"])
@@ -43,8 +45,14 @@ class ResumeHint(L.Callback):
         lasts = [p for p in [*lasts, trainer.ckpt_path] if p and Path(p).is_file()]
         where = f"files written so far stay in {self.output_dir}"
         if lasts:
-            print(f"interrupted; {where}. Resume with:\n{resume_command(str(Path(lasts[0]).resolve()))}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"interrupted; {where}. Resume with:\n{resume_command(str(Path(lasts[0]).resolve()))}",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
-            print(f"interrupted before the first checkpoint (no last.ckpt to resume from); {where}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"interrupted before the first checkpoint (no last.ckpt to resume from); {where}",
+                file=sys.stderr,
+                flush=True,
+            )

@@ -56,8 +56,9 @@ def split_pool(x: Tensor, y: Tensor, val_size: int, train_size: int | None) -> t
     keeps the first ``train_size`` items of the pool (all of it when None)."""
     n_pool = len(x) - val_size
     if n_pool < 1:
-        raise UserError(f"data.val_size={val_size} leaves none of the {len(x)} training items to train on; "
-                        f"use val_size < {len(x)}")
+        raise UserError(
+            f"data.val_size={val_size} leaves none of the {len(x)} training items to train on; use val_size < {len(x)}"
+        )
     n_train = n_pool if train_size is None else train_size
     if not 0 < n_train <= n_pool:
         raise UserError(
@@ -101,13 +102,10 @@ class InMemoryDataModule(L.LightningDataModule):
         if not 0.0 <= label_noise <= 1.0:
             raise UserError(f"data.label_noise={label_noise} is out of range; use a value in [0, 1]")
         if label_noise_kind not in LABEL_NOISE_KINDS:
-            raise UserError(
-                f"data.label_noise_kind={label_noise_kind!r} is not known; use one of {LABEL_NOISE_KINDS}"
-            )
+            raise UserError(f"data.label_noise_kind={label_noise_kind!r} is not known; use one of {LABEL_NOISE_KINDS}")
         if input_corruption is not None and input_corruption not in INPUT_CORRUPTIONS:
             raise UserError(
-                f"data.input_corruption={input_corruption!r} is not known; "
-                f"use null or one of {INPUT_CORRUPTIONS}"
+                f"data.input_corruption={input_corruption!r} is not known; use null or one of {INPUT_CORRUPTIONS}"
             )
         unknown = [s for s in eval_sets if s not in EVAL_SETS]
         if unknown:
@@ -178,9 +176,7 @@ class InMemoryDataModule(L.LightningDataModule):
         s.x_train, s.y_train = first(s.x_train, s.y_train, self.subset_size, "subset_size")
         if self.input_corruption is not None:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + _INPUT_STREAM)
-            xs = corrupt_inputs(
-                {"train": s.x_train, "val": s.x_val, "test": s.x_test}, self.input_corruption, gen
-            )
+            xs = corrupt_inputs({"train": s.x_train, "val": s.x_val, "test": s.x_test}, self.input_corruption, gen)
             s.x_train, s.x_val, s.x_test = xs["train"], xs["val"], xs["test"]
         self.y_train_clean = s.y_train
         if self.label_noise > 0:

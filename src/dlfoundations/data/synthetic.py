@@ -25,8 +25,7 @@ from dlfoundations.errors import UserError
 STREAMS = ("torch", "numpy")
 
 
-def numpy_course_stream(seed: int, dim: int, sizes: tuple[int, int, int],
-                        noise_std: float) -> tuple[np.ndarray, ...]:
+def numpy_course_stream(seed: int, dim: int, sizes: tuple[int, int, int], noise_std: float) -> tuple[np.ndarray, ...]:
     """(beta, x_train, y_train, x_val, y_val, x_test, y_test, rng) drawn in the course's assumed
     order from ``np.random.RandomState(seed)`` (the legacy generator behind ``np.random.seed``);
     ``rng`` is left where the data ends, for the random features."""
@@ -44,8 +43,17 @@ def numpy_course_stream(seed: int, dim: int, sizes: tuple[int, int, int],
 class LinearRegressionDataModule(InMemoryDataModule):
     """``train_size`` noisy and ``val_size``/``test_size`` noiseless samples of a random linear map."""
 
-    def __init__(self, dim: int = 35, train_size: int = 300, val_size: int = 60, test_size: int = 30,
-                 noise_std: float = 0.5, dtype: str = "float64", stream: str = "torch", **kwargs) -> None:
+    def __init__(
+        self,
+        dim: int = 35,
+        train_size: int = 300,
+        val_size: int = 60,
+        test_size: int = 30,
+        noise_std: float = 0.5,
+        dtype: str = "float64",
+        stream: str = "torch",
+        **kwargs,
+    ) -> None:
         kwargs.setdefault("num_classes", 1)
         super().__init__(**kwargs)
         if min(dim, train_size, test_size) < 1 or val_size < 0 or noise_std < 0:

@@ -18,9 +18,25 @@ from dlfoundations.models.stm import BottleneckBlock, GroupedSTMBlock, STMBlock,
 from dlfoundations.models.vgg import VGG
 
 __all__ = [
-    "BottleneckBlock", "CNN", "CNN1d", "FullyConvLNiN", "GroupedSTMBlock", "LNiN", "MLP", "MNISTAlexNet",
-    "PreActResNet18", "RandomFeatures", "ResNet18", "ResidualMLP", "STMBlock", "STMNet", "SmallNet", "VGG", "count_parameters",
-    "stm_paths_to_grouped", "to_fully_convolutional",
+    "BottleneckBlock",
+    "CNN",
+    "CNN1d",
+    "FullyConvLNiN",
+    "GroupedSTMBlock",
+    "LNiN",
+    "MLP",
+    "MNISTAlexNet",
+    "PreActResNet18",
+    "RandomFeatures",
+    "ResNet18",
+    "ResidualMLP",
+    "STMBlock",
+    "STMNet",
+    "SmallNet",
+    "VGG",
+    "count_parameters",
+    "stm_paths_to_grouped",
+    "to_fully_convolutional",
 ]
 
 

@@ -14,9 +14,12 @@ class CNN1d(nn.Module):
             raise ValueError(f"model.width (channels c) must be >= 1, got {width}")
         c = width
         self.features = nn.Sequential(
-            nn.Conv1d(in_channels, c, 5, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(c, c, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(c, c, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(in_channels, c, 5, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(c, c, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(c, c, 3, stride=2, padding=1),
+            nn.ReLU(),
         )
         with torch.no_grad():
             positions = self.features(torch.zeros(1, in_channels, length)).shape[-1]

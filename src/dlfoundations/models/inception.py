@@ -27,8 +27,16 @@ class NaiveInception(nn.Module):
 
 
 class BottleneckInception(nn.Module):
-    def __init__(self, in_channels: int = 256, c1: int = 128, c3: int = 192, c5: int = 96,
-                 reduce3: int = 64, reduce5: int = 64, pool_proj: int = 64) -> None:
+    def __init__(
+        self,
+        in_channels: int = 256,
+        c1: int = 128,
+        c3: int = 192,
+        c5: int = 96,
+        reduce3: int = 64,
+        reduce5: int = 64,
+        pool_proj: int = 64,
+    ) -> None:
         super().__init__()
         self.branch1 = _conv_relu(in_channels, c1, 1)
         self.branch3 = nn.Sequential(_conv_relu(in_channels, reduce3, 1), _conv_relu(reduce3, c3, 3))

@@ -26,9 +26,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"model.activation={activation!r} is not known; use one of {sorted(ACTIVATIONS)}"
-            )
+            raise ValueError(f"model.activation={activation!r} is not known; use one of {sorted(ACTIVATIONS)}")
         sizes = list(hidden_sizes) if hidden_sizes is not None else [width] * depth
         if any(s < 1 for s in sizes) or depth < 0:
             raise ValueError(f"model.width and model.depth must be >= 1, got hidden sizes {sizes}")
@@ -47,8 +45,9 @@ class MLP(nn.Module):
 class ResidualMLP(nn.Module):
     """in_features -> width, then ``depth`` residual blocks x + act(Linear(x)), then -> num_classes."""
 
-    def __init__(self, in_features: int, num_classes: int = 10, width: int = 64, depth: int = 20,
-                 activation: str = "relu") -> None:
+    def __init__(
+        self, in_features: int, num_classes: int = 10, width: int = 64, depth: int = 20, activation: str = "relu"
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.activation={activation!r} is not known; use one of {sorted(ACTIVATIONS)}")
@@ -56,7 +55,9 @@ class ResidualMLP(nn.Module):
             raise ValueError(f"model.width must be >= 1 and model.depth >= 0, got {width}, {depth}")
         self.flatten = nn.Flatten()
         self.input = nn.Linear(in_features, width)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), ACTIVATIONS[activation]()) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, width), ACTIVATIONS[activation]()) for _ in range(depth)
+        )
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

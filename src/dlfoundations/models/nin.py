@@ -14,11 +14,17 @@ from dlfoundations.models.layers import norm2d
 
 def _trunk(in_channels: int, c1: int, c2: int, batch_norm: bool) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, c1, 5, bias=not batch_norm), norm2d(c1, batch_norm), nn.ReLU(),
-        nn.Conv2d(c1, c1, 1), nn.ReLU(),  # the "network in network" 1x1 layer
+        nn.Conv2d(in_channels, c1, 5, bias=not batch_norm),
+        norm2d(c1, batch_norm),
+        nn.ReLU(),
+        nn.Conv2d(c1, c1, 1),
+        nn.ReLU(),  # the "network in network" 1x1 layer
         nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 5, bias=not batch_norm), norm2d(c2, batch_norm), nn.ReLU(),
-        nn.Conv2d(c2, c2, 1), nn.ReLU(),
+        nn.Conv2d(c1, c2, 5, bias=not batch_norm),
+        norm2d(c2, batch_norm),
+        nn.ReLU(),
+        nn.Conv2d(c2, c2, 1),
+        nn.ReLU(),
         nn.MaxPool2d(2),
     )
 
@@ -50,8 +56,12 @@ class LNiN(nn.Module):
 
     def _head(self, channels: int, hidden: int, num_classes: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.Flatten(), nn.Linear(channels * self.side * self.side, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes),
+            nn.Flatten(),
+            nn.Linear(channels * self.side * self.side, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,8 +73,11 @@ class FullyConvLNiN(LNiN):
 
     def _head(self, channels: int, hidden: int, num_classes: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.Conv2d(channels, hidden, self.side), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, num_classes, 1),
+            nn.Conv2d(channels, hidden, self.side),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, num_classes, 1),
         )
 
 

@@ -16,8 +16,16 @@ class RandomFeatures(nn.Module):
     there), so the W of p is the one drawn after the W of every smaller p of the grid.
     """
 
-    def __init__(self, in_features: int = 35, width: int = 100, out_features: int = 1, stream: str = "torch",
-                 data_spec: dict | None = None, grid_start: int = 1, grid_step: int = 10) -> None:
+    def __init__(
+        self,
+        in_features: int = 35,
+        width: int = 100,
+        out_features: int = 1,
+        stream: str = "torch",
+        data_spec: dict | None = None,
+        grid_start: int = 1,
+        grid_step: int = 10,
+    ) -> None:
         super().__init__()
         if width < 1:
             raise ValueError(f"model.width (the number of features p) must be >= 1, got {width}")
@@ -39,17 +47,22 @@ class RandomFeatures(nn.Module):
         return self.theta(self.features(x).to(self.theta.weight.dtype)).squeeze(-1)
 
 
-def numpy_course_features(width: int, dim: int, data_spec: dict, grid_start: int = 1,
-                          grid_step: int = 10) -> torch.Tensor:
+def numpy_course_features(
+    width: int, dim: int, data_spec: dict, grid_start: int = 1, grid_step: int = 10
+) -> torch.Tensor:
     """W (float64) of p = ``width`` from the course's assumed numpy stream: the data first, then
     ``randn(p', d) / sqrt(p')`` for every p' of the grid up to p."""
     from dlfoundations.data.synthetic import numpy_course_stream
 
     if width < grid_start or (width - grid_start) % grid_step:
-        raise ValueError(f"model.stream=numpy replays the course sweep p = {grid_start}, {grid_start + grid_step}, ...; "
-                         f"model.width={width} is not on it (set model.grid_start/grid_step)")
+        raise ValueError(
+            f"model.stream=numpy replays the course sweep p = {grid_start}, {grid_start + grid_step}, ...; "
+            f"model.width={width} is not on it (set model.grid_start/grid_step)"
+        )
     sizes: Sequence[int] = data_spec.get("sizes", (300, 60, 30))
-    rng = numpy_course_stream(int(data_spec.get("seed", 0)), dim, tuple(sizes), float(data_spec.get("noise_std", 0.5)))[-1]
+    rng = numpy_course_stream(int(data_spec.get("seed", 0)), dim, tuple(sizes), float(data_spec.get("noise_std", 0.5)))[
+        -1
+    ]
     for p in range(grid_start, width + 1, grid_step):
         W = rng.randn(p, dim) / p**0.5
     return torch.from_numpy(W)

@@ -21,9 +21,12 @@ class BottleneckBlock(nn.Module):
     def __init__(self, channels: int = 256, mid: int = 128) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, mid, 1), nn.ReLU(),
-            nn.Conv2d(mid, mid, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(mid, channels, 1), nn.ReLU(),
+            nn.Conv2d(channels, mid, 1),
+            nn.ReLU(),
+            nn.Conv2d(mid, mid, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(mid, channels, 1),
+            nn.ReLU(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -32,9 +35,12 @@ class BottleneckBlock(nn.Module):
 
 def _path(channels: int, path_width: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(channels, path_width, 1), nn.ReLU(),
-        nn.Conv2d(path_width, path_width, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(path_width, channels, 1), nn.ReLU(),
+        nn.Conv2d(channels, path_width, 1),
+        nn.ReLU(),
+        nn.Conv2d(path_width, path_width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(path_width, channels, 1),
+        nn.ReLU(),
     )
 
 
@@ -97,8 +103,9 @@ class STMNet(nn.Module):
         if min(width, cardinality, path_width, num_blocks) < 1:
             raise ValueError("model.width, cardinality, path_width and num_blocks must be >= 1")
         block = GroupedSTMBlock if grouped else STMBlock
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=not batch_norm),
-                                  norm2d(width, batch_norm), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=not batch_norm), norm2d(width, batch_norm), nn.ReLU()
+        )
         self.blocks = nn.ModuleList(block(width, cardinality, path_width) for _ in range(num_blocks))
         self.norms = nn.ModuleList(norm2d(width, batch_norm) for _ in range(num_blocks))
         self.relu, self.pool = nn.ReLU(), nn.MaxPool2d(2)

@@ -36,8 +36,9 @@ class VGG(nn.Module):
         if f"vgg{depth}" not in CONFIGS:
             raise ValueError(f"model.depth={depth} is not a VGG; use one of 11, 13, 16, 19")
         if width <= 0 or classifier not in ("cifar", "torchvision"):
-            raise ValueError(f"need model.width > 0 and model.classifier in [cifar, torchvision], "
-                             f"got {width}, {classifier!r}")
+            raise ValueError(
+                f"need model.width > 0 and model.classifier in [cifar, torchvision], got {width}, {classifier!r}"
+            )
         layers: list[nn.Module] = []
         cin = in_channels
         for v in CONFIGS[f"vgg{depth}"]:
@@ -51,8 +52,12 @@ class VGG(nn.Module):
         if classifier == "torchvision":
             self.avgpool: nn.Module = nn.AdaptiveAvgPool2d((7, 7))
             self.classifier = nn.Sequential(
-                nn.Linear(cin * 7 * 7, hidden), nn.ReLU(True), nn.Dropout(dropout),
-                nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(dropout),
+                nn.Linear(cin * 7 * 7, hidden),
+                nn.ReLU(True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(True),
+                nn.Dropout(dropout),
                 nn.Linear(hidden, num_classes),
             )
         else:

@@ -143,8 +143,10 @@ def aggregate(rows: list[dict[str, Any]], group_keys: Sequence[str], metrics: Se
             agg[metric], agg[f"{metric}.std"], agg[f"{metric}.ci95"] = mean_std_ci(values)
             agg[f"{metric}.n"] = len(values)
         out.append(agg)
-    return sorted(out, key=lambda r: tuple((to_float(r.get(k)) is None, to_float(r.get(k)) or 0, str(r.get(k)))
-                                           for k in group_keys))
+    return sorted(
+        out,
+        key=lambda r: tuple((to_float(r.get(k)) is None, to_float(r.get(k)) or 0, str(r.get(k))) for k in group_keys),
+    )
 
 
 def metric_columns(rows: list[dict[str, Any]], params: Sequence[str]) -> list[str]:
@@ -154,8 +156,9 @@ def metric_columns(rows: list[dict[str, Any]], params: Sequence[str]) -> list[st
     return [k for k in names if any(to_float(row.get(k)) is not None for row in rows)]
 
 
-def write_aggregate(sweep_dir: str | Path, rows: list[dict[str, Any]],
-                    replicate_keys: Sequence[str] = ("seed",)) -> tuple[list[dict[str, Any]], list[str]]:
+def write_aggregate(
+    sweep_dir: str | Path, rows: list[dict[str, Any]], replicate_keys: Sequence[str] = ("seed",)
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Write ``summary_agg.csv`` (one row per point, seeds pooled); return its rows and group keys."""
     overrides = job_overrides(sweep_dir, rows)
     group_keys = [k for k in varying_keys(overrides) if k not in replicate_keys]
@@ -193,8 +196,14 @@ def plot_band(ax: Any, points: Sequence[tuple[float, float]], band: str = "std",
     (line,) = ax.plot(xs, means, marker="o", markersize=3, **style)
     most = max(counts)
     if most > 1 and band != "none":
-        ax.fill_between(xs, [m - h for m, h in zip(means, halves)], [m + h for m, h in zip(means, halves)],
-                        color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.fill_between(
+            xs,
+            [m - h for m, h in zip(means, halves)],
+            [m + h for m, h in zip(means, halves)],
+            color=line.get_color(),
+            alpha=0.2,
+            linewidth=0,
+        )
     return most
 
 
@@ -204,8 +213,16 @@ def is_categorical(rows: list[dict[str, Any]], group_keys: Sequence[str]) -> boo
     return bool(group_keys) and all(any(to_float(row.get(k)) is None for row in rows) for k in group_keys)
 
 
-def plot_bars(path: str | Path, agg: list[dict[str, Any]], group_keys: Sequence[str], metrics: Sequence[str],
-              band: str = "std", title: str = "", logy: bool = False, ylabel: str | None = None) -> Path:
+def plot_bars(
+    path: str | Path,
+    agg: list[dict[str, Any]],
+    group_keys: Sequence[str],
+    metrics: Sequence[str],
+    band: str = "std",
+    title: str = "",
+    logy: bool = False,
+    ylabel: str | None = None,
+) -> Path:
     """A sweep over categories as labelled bars: one bar per point and metric, height = mean, error
     bar = the band (std or 95% CI over seeds)."""
     import matplotlib
@@ -220,8 +237,15 @@ def plot_bars(path: str | Path, agg: list[dict[str, Any]], group_keys: Sequence[
         xs = [j + (i - (len(metrics) - 1) / 2) * width for j in range(len(agg))]
         heights = [to_float(row.get(metric)) for row in agg]
         errs = [(to_float(row.get(f"{metric}.{band}")) or 0.0) if band != "none" else 0.0 for row in agg]
-        ax.bar(xs, [h if h is not None else 0.0 for h in heights], width=width, yerr=errs, capsize=3,
-               label=metric, color=f"C{i}")
+        ax.bar(
+            xs,
+            [h if h is not None else 0.0 for h in heights],
+            width=width,
+            yerr=errs,
+            capsize=3,
+            label=metric,
+            color=f"C{i}",
+        )
     ax.set_xticks(range(len(agg)))
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_xlabel(" / ".join(group_keys))

@@ -18,25 +18,40 @@ from dlfoundations.sweeps.threshold import describe, train_size_of, write_thresh
 log = logging.getLogger(__name__)
 
 
-def analyse_sweep(sweep_dir: str | Path, rows: list[dict[str, Any]], replicate_keys: Sequence[str] = ("seed",),
-                  threshold_x: str = "model.width", epsilon: float = 0.01,
-                  train_metric: str = "train_eval/err", test_metric: str = "test/err") -> dict[str, Any]:
+def analyse_sweep(
+    sweep_dir: str | Path,
+    rows: list[dict[str, Any]],
+    replicate_keys: Sequence[str] = ("seed",),
+    threshold_x: str = "model.width",
+    epsilon: float = 0.01,
+    train_metric: str = "train_eval/err",
+    test_metric: str = "test/err",
+) -> dict[str, Any]:
     """``summary_agg.csv`` and ``threshold.json``; returns the aggregate rows, group keys and thresholds."""
     if not rows:
         return {"agg": [], "group_keys": [], "thresholds": [], "rows": []}
     agg, group_keys = write_aggregate(sweep_dir, rows, replicate_keys)
     train_size = train_size_of(Path(sweep_dir) / str(rows[0]["job"]))
-    thresholds = write_thresholds(sweep_dir, agg, group_keys, threshold_x, epsilon, train_metric, test_metric,
-                                  train_size)
+    thresholds = write_thresholds(
+        sweep_dir, agg, group_keys, threshold_x, epsilon, train_metric, test_metric, train_size
+    )
     for result in thresholds:
         curve = ", ".join(f"{k}={v}" for k, v in result["curve"].items())
         log.info("%s%s", f"[{curve}] " if curve else "", describe(result))
     return {"agg": agg, "group_keys": group_keys, "thresholds": thresholds, "rows": rows}
 
 
-def finish_sweep(sweep_dir: str | Path, analysis: dict[str, Any], y: Sequence[str], band: str = "std",
-                 title: str = "", logy: bool = False, ylabel: str | None = None,
-                 heatmap_x: str = "model.width", noise_key: str = "data.label_noise") -> dict[str, Path]:
+def finish_sweep(
+    sweep_dir: str | Path,
+    analysis: dict[str, Any],
+    y: Sequence[str],
+    band: str = "std",
+    title: str = "",
+    logy: bool = False,
+    ylabel: str | None = None,
+    heatmap_x: str = "model.width",
+    noise_key: str = "data.label_noise",
+) -> dict[str, Path]:
     """Bars (sweep over categories, replacing the line plot), heatmaps (width sweep with per-epoch
     evaluations), Zhang's figures (label-noise sweep without a width sweep) and the reproduction
     report (experiment with a reference). A step that cannot be
@@ -51,7 +66,9 @@ def finish_sweep(sweep_dir: str | Path, analysis: dict[str, Any], y: Sequence[st
     if not agg:
         return written
     if is_categorical(agg, group_keys):
-        written["summary.png"] = plot_bars(sweep_dir / "summary.png", agg, group_keys, list(y), band, title, logy, ylabel)
+        written["summary.png"] = plot_bars(
+            sweep_dir / "summary.png", agg, group_keys, list(y), band, title, logy, ylabel
+        )
     if heatmap_x in group_keys:
         written.update(write_heatmaps(sweep_dir, heatmap_x, analysis["thresholds"]))
     elif noise_key in group_keys:
@@ -63,8 +80,13 @@ def finish_sweep(sweep_dir: str | Path, analysis: dict[str, Any], y: Sequence[st
             log.warning("no reproduction report: %s", err)
         else:
             written["report.md"] = sweep_dir / "report.md"
-            log.info("reproduction report: %d within tolerance, %d out of tolerance, %d not measured -> %s",
-                     report["passed"], report["out_of_tolerance"], report["not_measured"], sweep_dir / "report.md")
+            log.info(
+                "reproduction report: %d within tolerance, %d out of tolerance, %d not measured -> %s",
+                report["passed"],
+                report["out_of_tolerance"],
+                report["not_measured"],
+                sweep_dir / "report.md",
+            )
     return written
 
 

@@ -26,9 +26,14 @@ def slot_order(num_devices: int, jobs_per_device: int) -> list[tuple[int, int]]:
 
 
 @contextlib.contextmanager
-def device_slot(lock_dir: str | Path, num_devices: int, jobs_per_device: int = 1,
-                poll_seconds: float = 0.2, timeout_seconds: float | None = None,
-                only: int | None = None) -> Iterator[int]:
+def device_slot(
+    lock_dir: str | Path,
+    num_devices: int,
+    jobs_per_device: int = 1,
+    poll_seconds: float = 0.2,
+    timeout_seconds: float | None = None,
+    only: int | None = None,
+) -> Iterator[int]:
     """Hold a free (device, slot) lock (on device ``only`` if given) for the ``with`` body and
     yield the device index."""
     if num_devices < 1 or jobs_per_device < 1:
@@ -64,8 +69,9 @@ _BOUND_GPU: dict[str, int] = {}
 
 
 @contextlib.contextmanager
-def isolated_gpu(lock_dir: str | Path, num_devices: int, jobs_per_device: int = 1,
-                 poll_seconds: float = 0.2) -> Iterator[int]:
+def isolated_gpu(
+    lock_dir: str | Path, num_devices: int, jobs_per_device: int = 1, poll_seconds: float = 0.2
+) -> Iterator[int]:
     """Hold a slot on this process's GPU for the ``with`` body; yield the index to train on (0:
     the process sees only its GPU). The first call of a process takes a free slot and sets
     ``CUDA_VISIBLE_DEVICES`` to that GPU before CUDA starts; later calls wait for a slot on it."""
@@ -73,10 +79,11 @@ def isolated_gpu(lock_dir: str | Path, num_devices: int, jobs_per_device: int = 
 
     bound = _BOUND_GPU.get("index")
     if bound is None and torch.cuda.is_initialized():
-        raise RuntimeError("CUDA was started in this sweep worker before it was given a GPU, so it may hold "
-                           "a context on another job's GPU; do not touch CUDA at import time")
-    with device_slot(lock_dir, _BOUND_GPU.get("count", num_devices), jobs_per_device, poll_seconds,
-                     only=bound) as gpu:
+        raise RuntimeError(
+            "CUDA was started in this sweep worker before it was given a GPU, so it may hold "
+            "a context on another job's GPU; do not touch CUDA at import time"
+        )
+    with device_slot(lock_dir, _BOUND_GPU.get("count", num_devices), jobs_per_device, poll_seconds, only=bound) as gpu:
         if bound is None:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
             ids = [v.strip() for v in visible.split(",")] if visible else [str(i) for i in range(num_devices)]

@@ -18,8 +18,11 @@ from dlfoundations.io import atomic_write
 from dlfoundations.sweeps.aggregate import config_value, to_float, varying_keys
 
 ERRORS = ("test/err", "train_eval/err", "train_clean/err")
-TITLES = {"test/err": "test error", "train_eval/err": "train error (noisy labels)",
-          "train_clean/err": "train error (clean labels)"}
+TITLES = {
+    "test/err": "test error",
+    "train_eval/err": "train error (noisy labels)",
+    "train_clean/err": "train error (clean labels)",
+}
 
 
 def read_history(job_dir: str | Path) -> list[dict[str, float]]:
@@ -49,11 +52,15 @@ def epoch_grid(sweep_dir: str | Path, x_key: str, replicate_keys: Sequence[str] 
         width = to_float(params.get(x_key, config_value(job, x_key)))
         if width is None:
             continue
-        curve = tuple(sorted((k, v) for k, v in params.items() if k in swept and k != x_key and k not in replicate_keys))
+        curve = tuple(
+            sorted((k, v) for k, v in params.items() if k in swept and k != x_key and k not in replicate_keys)
+        )
         for entry in history:
             for metric in ERRORS:
                 if metric in entry:
-                    cells.setdefault(curve, {}).setdefault((width, int(entry["epoch"]), metric), []).append(entry[metric])
+                    cells.setdefault(curve, {}).setdefault((width, int(entry["epoch"]), metric), []).append(
+                        entry[metric]
+                    )
     grids = {}
     for curve, values in cells.items():
         widths = sorted({w for w, _, _ in values})
@@ -71,8 +78,9 @@ def _mean(values: list[float] | None) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def write_heatmaps(sweep_dir: str | Path, x_key: str = "model.width",
-                   thresholds: Sequence[dict[str, Any]] = ()) -> dict[str, Path]:
+def write_heatmaps(
+    sweep_dir: str | Path, x_key: str = "model.width", thresholds: Sequence[dict[str, Any]] = ()
+) -> dict[str, Path]:
     """Draw heatmap(s) and the widest model's epoch-wise curve; nothing when no job has a history."""
     import matplotlib
 
@@ -88,11 +96,18 @@ def write_heatmaps(sweep_dir: str | Path, x_key: str = "model.width",
         if not metrics or len(grid["widths"]) < 2 or len(grid["epochs"]) < 2:
             continue
         fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
-        threshold = next((t["threshold"] for t in thresholds if t.get("threshold") and
-                          all(str(t["curve"].get(k)) == str(v) for k, v in curve)), None)
+        threshold = next(
+            (
+                t["threshold"]
+                for t in thresholds
+                if t.get("threshold") and all(str(t["curve"].get(k)) == str(v) for k, v in curve)
+            ),
+            None,
+        )
         for ax, metric in zip(axes[0], metrics):
-            mesh = ax.pcolormesh(grid["epochs"], grid["widths"], grid["errors"][metric], shading="nearest",
-                                 cmap="viridis", vmin=0.0)
+            mesh = ax.pcolormesh(
+                grid["epochs"], grid["widths"], grid["errors"][metric], shading="nearest", cmap="viridis", vmin=0.0
+            )
             fig.colorbar(mesh, ax=ax, label=TITLES[metric])
             ax.set_xscale("log")
             if grid["widths"][-1] / max(grid["widths"][0], 1e-12) > 20:
@@ -113,8 +128,11 @@ def write_heatmaps(sweep_dir: str | Path, x_key: str = "model.width",
         ax.set_xscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("error")
-        ax.set_title(f"epoch-wise errors of the widest model, {x_key}={grid['widths'][widest]:g}"
-                     f"{' (' + label + ')' if label else ''}", fontsize=9)
+        ax.set_title(
+            f"epoch-wise errors of the widest model, {x_key}={grid['widths'][widest]:g}"
+            f"{' (' + label + ')' if label else ''}",
+            fontsize=9,
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()

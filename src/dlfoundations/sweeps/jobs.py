@@ -31,9 +31,13 @@ def override_key(override: str) -> str:
 def job_identity(overrides: Iterable[str]) -> list[str]:
     """The overrides that define what a job computes: without ``skip_finished`` and ``hydra.*``,
     sorted (Hydra applies value overrides of different keys independently of their order)."""
-    return sorted(o for o in overrides
-                  if override_key(o) not in NOT_IDENTITY and not override_key(o).startswith(("hydra.", "hydra/"))
-                  and override_key(o) != "hydra")
+    return sorted(
+        o
+        for o in overrides
+        if override_key(o) not in NOT_IDENTITY
+        and not override_key(o).startswith(("hydra.", "hydra/"))
+        and override_key(o) != "hydra"
+    )
 
 
 def current_job_identity() -> list[str] | None:
@@ -84,13 +88,21 @@ def set_aside_previous(job_dir: Path, identity: list[str] | None) -> Path | None
     if not entries:
         return None
     previous = recorded_identity(job_dir)
-    target = job_dir.parent / "superseded" / f"{job_dir.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
+    target = (
+        job_dir.parent / "superseded" / f"{job_dir.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
+    )
     target.mkdir(parents=True)
     for entry in entries:
         os.replace(entry, target / entry.name)
-    atomic_write_text(target / "why.txt", yaml.safe_dump({
-        "set_aside_from": str(job_dir),
-        "these_files_are_of_overrides": previous if previous is not None else "unknown (not recorded)",
-        "job_dir_now_runs": identity,
-    }, sort_keys=False))
+    atomic_write_text(
+        target / "why.txt",
+        yaml.safe_dump(
+            {
+                "set_aside_from": str(job_dir),
+                "these_files_are_of_overrides": previous if previous is not None else "unknown (not recorded)",
+                "job_dir_now_runs": identity,
+            },
+            sort_keys=False,
+        ),
+    )
     return target

@@ -29,12 +29,26 @@ def trials_table(sweep_dir: str | Path, params: list[str]) -> list[dict[str, Any
     table = []
     for row in rows:
         results = json.loads((sweep_dir / row["job"] / "results.json").read_text())
-        table.append({"trial": row["job"], "state": "COMPLETE", **{p: row.get(p) for p in params},
-                      "value": results.get("optimized_value"), "error": ""})
+        table.append(
+            {
+                "trial": row["job"],
+                "state": "COMPLETE",
+                **{p: row.get(p) for p in params},
+                "value": results.get("optimized_value"),
+                "error": "",
+            }
+        )
     for fail in failed:
         overrides = dict(o.split("=", 1) for o in fail["overrides"].split() if "=" in o)
-        table.append({"trial": fail["job"], "state": "FAIL", **{p: overrides.get(p) for p in params},
-                      "value": None, "error": fail["error"]})
+        table.append(
+            {
+                "trial": fail["job"],
+                "state": "FAIL",
+                **{p: overrides.get(p) for p in params},
+                "value": None,
+                "error": fail["error"],
+            }
+        )
     return sorted(table, key=lambda r: int(r["trial"]) if str(r["trial"]).isdigit() else 0)
 
 
@@ -61,6 +75,11 @@ class OptunaSummary(Callback):
         best = sweep_dir / "optimization_results.yaml"
         if best.exists():
             result = yaml.safe_load(best.read_text())
-            log.info("optuna: best value %s with %s (%d trials, %d failed) -> %s", result.get("best_value"),
-                     result.get("best_params"), len(table), sum(r["state"] == "FAIL" for r in table),
-                     sweep_dir / "optuna_trials.csv")
+            log.info(
+                "optuna: best value %s with %s (%d trials, %d failed) -> %s",
+                result.get("best_value"),
+                result.get("best_params"),
+                len(table),
+                sum(r["state"] == "FAIL" for r in table),
+                sweep_dir / "optuna_trials.csv",
+            )

@@ -20,10 +20,21 @@ def _sort_key(value: float | int | str) -> tuple[int, float, str]:
     return (1, 0.0, value) if isinstance(value, str) else (0, float(value), "")
 
 
-def plot_summary(path: Path, rows: list[dict[str, Any]], x: str, y: list[str], labels: list[str] | None,
-                 log_axes: tuple[bool, bool], title: str, xlabel: str | None, ylabel: str | None,
-                 group_by: str | None, failed: list[dict[str, str]], band: str = "std",
-                 thresholds: Sequence[dict[str, Any]] = ()) -> Path | None:
+def plot_summary(
+    path: Path,
+    rows: list[dict[str, Any]],
+    x: str,
+    y: list[str],
+    labels: list[str] | None,
+    log_axes: tuple[bool, bool],
+    title: str,
+    xlabel: str | None,
+    ylabel: str | None,
+    group_by: str | None,
+    failed: list[dict[str, str]],
+    band: str = "std",
+    thresholds: Sequence[dict[str, Any]] = (),
+) -> Path | None:
     """Write the figure to ``path``; None (and nothing written) when no row has a point to plot.
     Points sharing an x (seeds) are drawn as their mean with a ``band`` (std | ci95 | none);
     ``thresholds`` (see :mod:`dlfoundations.sweeps.threshold`) are marked on the x axis."""
@@ -36,13 +47,19 @@ def plot_summary(path: Path, rows: list[dict[str, Any]], x: str, y: list[str], l
     import matplotlib.pyplot as plt
 
     # Rows without a value of group_by are left out of the grouped curves rather than drawn as "=None".
-    groups = sorted({group_value(row[group_by]) for row in rows if row.get(group_by) is not None}, key=_sort_key) \
-        if group_by else [None]
+    groups = (
+        sorted({group_value(row[group_by]) for row in rows if row.get(group_by) is not None}, key=_sort_key)
+        if group_by
+        else [None]
+    )
     curves = []
     for g_index, g in enumerate(groups):
         for i, metric in enumerate(y):
-            points = [(to_float(r.get(x)), to_float(r.get(metric))) for r in rows
-                      if group_by is None or (r.get(group_by) is not None and group_value(r[group_by]) == g)]
+            points = [
+                (to_float(r.get(x)), to_float(r.get(metric)))
+                for r in rows
+                if group_by is None or (r.get(group_by) is not None and group_value(r[group_by]) == g)
+            ]
             points = sorted((a, b) for a, b in points if a is not None and b is not None)
             if not points:
                 continue

@@ -99,25 +99,44 @@ def check_curve(measured: dict[Any, list[float]], curve: dict[str, Any]) -> dict
     for p in _points(curve):
         x, y = (to_float(p.get("x")) if p.get("x") is not None else None), float(p["y"])
         tol = _tolerance({**curve, **{k: p[k] for k in ("tolerance", "rel_tolerance") if k in p}}, y)
-        values = next((v for mx, v in measured.items() if (mx is None and x is None) or
-                       (mx is not None and x is not None and math.isclose(mx, x))), None)
+        values = next(
+            (
+                v
+                for mx, v in measured.items()
+                if (mx is None and x is None) or (mx is not None and x is not None and math.isclose(mx, x))
+            ),
+            None,
+        )
         check = {"kind": "point", "x": x, "published": y, "tolerance": tol, "note": p.get("note")}
         if not values:
             checks.append({**check, "verdict": MISSING})
             continue
         mean, std, _ = mean_std_ci(values)
-        checks.append({**check, "measured": mean, "std": std, "n": len(values), "diff": mean - y,
-                       "verdict": PASS if abs(mean - y) <= tol else FAIL})
+        checks.append(
+            {
+                **check,
+                "measured": mean,
+                "std": std,
+                "n": len(values),
+                "diff": mean - y,
+                "verdict": PASS if abs(mean - y) <= tol else FAIL,
+            }
+        )
     peak = curve.get("peak")
     if peak:
         checks.append(check_peak(measured, curve, peak))
-    return {"name": curve.get("name", curve["metric"]), "metric": curve["metric"], "x": curve.get("x"),
-            "where": curve.get("where") or {}, "checks": checks}
+    return {
+        "name": curve.get("name", curve["metric"]),
+        "metric": curve["metric"],
+        "x": curve.get("x"),
+        "where": curve.get("where") or {},
+        "checks": checks,
+    }
 
 
 def check_peak(measured: dict[Any, list[float]], curve: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
     """The measured peak (mean curve, within ``search``) against the published location and height."""
-    low, high = (peak.get("search") or [-math.inf, math.inf])
+    low, high = peak.get("search") or [-math.inf, math.inf]
     xs = sorted(x for x in measured if x is not None and low <= x <= high)
     y_pub, x_pub = float(peak["y"]), float(peak["x"])
     tol = _tolerance({**curve, **{k: peak[k] for k in ("tolerance", "rel_tolerance") if k in peak}}, y_pub)
@@ -134,8 +153,16 @@ def check_peak(measured: dict[Any, list[float]], curve: dict[str, Any], peak: di
         width = float(peak.get("x_tolerance", 0))
         x_ok, x_rule = abs(x_meas - x_pub) <= width, f"within ±{width:g}"
     y_ok = abs(y_meas - y_pub) <= tol
-    return {**check, "measured_x": x_meas, "measured": y_meas, "diff": y_meas - y_pub, "x_rule": x_rule,
-            "location_ok": x_ok, "height_ok": y_ok, "verdict": PASS if x_ok and y_ok else FAIL}
+    return {
+        **check,
+        "measured_x": x_meas,
+        "measured": y_meas,
+        "diff": y_meas - y_pub,
+        "x_rule": x_rule,
+        "location_ok": x_ok,
+        "height_ok": y_ok,
+        "verdict": PASS if x_ok and y_ok else FAIL,
+    }
 
 
 def build_report(path: str | Path) -> dict[str, Any]:
@@ -154,11 +181,22 @@ def build_report(path: str | Path) -> dict[str, Any]:
         overrides = job_overrides(path.parent, [{"job": path.name}])
     swept = varying_keys(overrides)
     shared = {k: v for k, v in (overrides[0] if overrides else {}).items() if k not in swept}
-    return {"path": str(path), "source": ref.get("source", "?"), "url": ref.get("url"), "note": ref.get("note"),
-            "task_name": config_value(path if rows[0]["job"] == "." else path / str(rows[0]["job"]), "task_name"),
-            "finished": len(rows), "failed": len(failed), "curves": curves, "shared_overrides": shared,
-            "passed": verdicts.count(PASS), "out_of_tolerance": verdicts.count(FAIL),
-            "not_measured": verdicts.count(MISSING), "logx": bool(ref.get("logx", False)), "_rows": rows}
+    return {
+        "path": str(path),
+        "source": ref.get("source", "?"),
+        "url": ref.get("url"),
+        "note": ref.get("note"),
+        "task_name": config_value(path if rows[0]["job"] == "." else path / str(rows[0]["job"]), "task_name"),
+        "finished": len(rows),
+        "failed": len(failed),
+        "curves": curves,
+        "shared_overrides": shared,
+        "passed": verdicts.count(PASS),
+        "out_of_tolerance": verdicts.count(FAIL),
+        "not_measured": verdicts.count(MISSING),
+        "logx": bool(ref.get("logx", False)),
+        "_rows": rows,
+    }
 
 
 def _fmt(v: Any) -> str:
@@ -168,37 +206,66 @@ def _fmt(v: Any) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     """report.md: the verdict first, then one table per curve."""
     total = report["passed"] + report["out_of_tolerance"]
-    overall = ("all measured checks within tolerance" if report["out_of_tolerance"] == 0 and total else
-               f"{report['out_of_tolerance']} of {total} measured checks OUT OF TOLERANCE" if total else
-               "nothing measured that the reference covers")
-    lines = [f"# Reproduction report: {report['task_name'] or Path(report['path']).name}", "",
-             f"Reference: {report['source']}" + (f" ({report['url']})" if report["url"] else ""), ""]
+    overall = (
+        "all measured checks within tolerance"
+        if report["out_of_tolerance"] == 0 and total
+        else f"{report['out_of_tolerance']} of {total} measured checks OUT OF TOLERANCE"
+        if total
+        else "nothing measured that the reference covers"
+    )
+    lines = [
+        f"# Reproduction report: {report['task_name'] or Path(report['path']).name}",
+        "",
+        f"Reference: {report['source']}" + (f" ({report['url']})" if report["url"] else ""),
+        "",
+    ]
     if report["note"]:
         lines += [f"Note: {report['note']}", ""]
-    lines += [f"Measured: {report['finished']} finished job(s)" + (f", {report['failed']} failed" if report["failed"] else ""),
-              ""]
+    lines += [
+        f"Measured: {report['finished']} finished job(s)"
+        + (f", {report['failed']} failed" if report["failed"] else ""),
+        "",
+    ]
     if report["shared_overrides"]:
-        lines += ["Overrides of every job (a departure from the published setting explains a miss): `"
-                  + " ".join(f"{k}={v}" for k, v in report["shared_overrides"].items()) + "`", ""]
-    lines += [f"**Verdict: {overall}** ({report['passed']} within, {report['out_of_tolerance']} out of tolerance, "
-              f"{report['not_measured']} not measured).", ""]
+        lines += [
+            "Overrides of every job (a departure from the published setting explains a miss): `"
+            + " ".join(f"{k}={v}" for k, v in report["shared_overrides"].items())
+            + "`",
+            "",
+        ]
+    lines += [
+        f"**Verdict: {overall}** ({report['passed']} within, {report['out_of_tolerance']} out of tolerance, "
+        f"{report['not_measured']} not measured).",
+        "",
+    ]
     for curve in report["curves"]:
         where = ", ".join(f"{k}={v}" for k, v in curve["where"].items())
-        lines += [f"## {curve['name']}", "", f"`{curve['metric']}`" + (f" vs `{curve['x']}`" if curve["x"] else "")
-                  + (f", jobs with {where}" if where else "") + "; mean over seeds where there are several.", "",
-                  "| check | x | published | measured | n | diff | tolerance | verdict |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {curve['name']}",
+            "",
+            f"`{curve['metric']}`"
+            + (f" vs `{curve['x']}`" if curve["x"] else "")
+            + (f", jobs with {where}" if where else "")
+            + "; mean over seeds where there are several.",
+            "",
+            "| check | x | published | measured | n | diff | tolerance | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for ch in curve["checks"]:
             measured = _fmt(ch.get("measured")) + (f" ± {ch['std']:.2g}" if ch.get("std") is not None else "")
             x = _fmt(ch["x"]) if ch["kind"] == "point" else f"{_fmt(ch['x'])} (measured {_fmt(ch.get('measured_x'))})"
             verdict = ch["verdict"]
             if ch["kind"] == "peak" and "location_ok" in ch:
-                verdict += (f"; location {'ok' if ch['location_ok'] else 'off'} ({ch['x_rule']}), "
-                            f"height {'ok' if ch['height_ok'] else 'off'}")
+                verdict += (
+                    f"; location {'ok' if ch['location_ok'] else 'off'} ({ch['x_rule']}), "
+                    f"height {'ok' if ch['height_ok'] else 'off'}"
+                )
             if ch.get("note"):
                 verdict += f"; {ch['note']}"
-            lines.append(f"| {ch['kind']} | {x} | {_fmt(ch['published'])} | {measured} | {_fmt(ch.get('n'))} | "
-                         f"{_fmt(ch.get('diff'))} | ±{_fmt(ch['tolerance'])} | {verdict} |")
+            lines.append(
+                f"| {ch['kind']} | {x} | {_fmt(ch['published'])} | {measured} | {_fmt(ch.get('n'))} | "
+                f"{_fmt(ch.get('diff'))} | ±{_fmt(ch['tolerance'])} | {verdict} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -224,8 +291,15 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         for ch in curve["checks"]:
             x = ch["x"] if ch["x"] is not None else 0.0
             color = {"point": "k", "peak": "C3"}[ch["kind"]]
-            ax.errorbar([x], [ch["published"]], yerr=[ch["tolerance"]], fmt="*" if ch["kind"] == "peak" else "x",
-                        color=color, capsize=3, markersize=9 if ch["kind"] == "peak" else 6)
+            ax.errorbar(
+                [x],
+                [ch["published"]],
+                yerr=[ch["tolerance"]],
+                fmt="*" if ch["kind"] == "peak" else "x",
+                color=color,
+                capsize=3,
+                markersize=9 if ch["kind"] == "peak" else 6,
+            )
         ax.plot([], [], "kx", label="published ± tolerance")
         if any(ch["kind"] == "peak" for ch in curve["checks"]):
             ax.plot([], [], "*", color="C3", label="published peak")

@@ -41,9 +41,16 @@ def parse_sinfo(text: str) -> list[dict[str, Any]]:
     for line in text.strip().splitlines():
         partition, name, cpus, mem, gres = (line.split("|") + [""] * 5)[:5]
         gpus = sum(int(n) for n in re.findall(r"gpu(?::[^:,()]+)?:(\d+)", gres))
-        nodes.append({"partition": partition.rstrip("*"), "default": partition.endswith("*"), "node": name,
-                      "cpus": int(re.sub(r"\D.*", "", cpus) or 0), "mem_mb": int(re.sub(r"\D.*", "", mem) or 0),
-                      "gpus": gpus})
+        nodes.append(
+            {
+                "partition": partition.rstrip("*"),
+                "default": partition.endswith("*"),
+                "node": name,
+                "cpus": int(re.sub(r"\D.*", "", cpus) or 0),
+                "mem_mb": int(re.sub(r"\D.*", "", mem) or 0),
+                "gpus": gpus,
+            }
+        )
     return nodes
 
 
@@ -55,12 +62,15 @@ def check_request(params: dict[str, Any], sinfo_text: str) -> str:
     if partition:
         nodes = [n for n in nodes if n["partition"] == partition]
         if not nodes:
-            raise UserError(f"hydra.launcher.partition={partition} has no nodes (sinfo); "
-                            "list partitions with `sinfo -s`")
+            raise UserError(
+                f"hydra.launcher.partition={partition} has no nodes (sinfo); list partitions with `sinfo -s`"
+            )
     else:
         nodes = [n for n in nodes if n["default"]]
         if not nodes:
-            raise UserError("the cluster has no default partition; set hydra.launcher.partition=<name> (see `sinfo -s`)")
+            raise UserError(
+                "the cluster has no default partition; set hydra.launcher.partition=<name> (see `sinfo -s`)"
+            )
         partition = nodes[0]["partition"]
     tasks = params.get("tasks_per_node") or 1
     cpus = (params.get("cpus_per_task") or 1) * tasks
@@ -72,13 +82,16 @@ def check_request(params: dict[str, Any], sinfo_text: str) -> str:
     raise UserError(
         f"no node of partition {partition} has {cpus} CPU(s), {mem_mb // 1024} GB and {gpus} GPU(s) for one job "
         f"(largest: {best['cpus']} CPUs, {best['mem_mb'] // 1024} GB, {best['gpus']} GPUs); lower "
-        "hydra.launcher.cpus_per_task / mem_gb / gpus_per_node, or use hydra/launcher=slurm_cpu on a CPU-only cluster")
+        "hydra.launcher.cpus_per_task / mem_gb / gpus_per_node, or use hydra/launcher=slurm_cpu on a CPU-only cluster"
+    )
 
 
 def _sinfo() -> str:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        raise UserError("hydra/launcher=slurm needs SLURM's sbatch and sinfo on PATH (run it on a cluster's login "
-                        "node; without SLURM use hydra/launcher=local)")
+        raise UserError(
+            "hydra/launcher=slurm needs SLURM's sbatch and sinfo on PATH (run it on a cluster's login "
+            "node; without SLURM use hydra/launcher=local)"
+        )
     sinfo = subprocess.run(["sinfo", "-h", "-N", "-o", "%P|%N|%c|%m|%G"], capture_output=True, text=True)
     if sinfo.returncode != 0:
         raise UserError(f"sinfo failed ({' '.join(sinfo.stderr.split())}); is the SLURM controller up?")
@@ -89,8 +102,16 @@ def slurm_reason(job_id: str) -> dict[str, str]:
     """State, reason, exit code and elapsed time of a job from ``sacct`` (empty where unknown)."""
     fields = ["State", "Reason", "ExitCode", "Elapsed"]
     try:
-        out = subprocess.run(["sacct", "-j", job_id, "-X", "-n", "-P", "-o", ",".join(fields)],
-                             capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
+        out = (
+            subprocess.run(
+                ["sacct", "-j", job_id, "-X", "-n", "-P", "-o", ",".join(fields)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            .stdout.strip()
+            .splitlines()
+        )
     except (OSError, subprocess.SubprocessError):
         return {}
     return {k.lower(): v for k, v in zip(fields, out[-1].split("|"))} if out else {}
@@ -112,15 +133,22 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
         acct = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True)
         if acct.returncode != 0:
-            log.warning("sacct failed (%s): without SLURM accounting submitit cannot see that SLURM ended a job, "
-                        "and the sweep would wait for such a job forever", " ".join(acct.stderr.split())[:200])
+            log.warning(
+                "sacct failed (%s): without SLURM accounting submitit cannot see that SLURM ended a job, "
+                "and the sweep would wait for such a job forever",
+                " ".join(acct.stderr.split())[:200],
+            )
         # As the parent class does: executor from the launcher's params, one array for all jobs.
         init_keys = {"submitit_folder", "max_num_timeout"}
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
-                                         slurm_max_num_timeout=self.params.get("max_num_timeout", 0))
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR,
+            folder=self.params["submitit_folder"],
+            slurm_max_num_timeout=self.params.get("max_num_timeout", 0),
+        )
         base = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v
-                                      for k, v in self.params.items() if k not in init_keys})
+        executor.update_parameters(
+            **{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in self.params.items() if k not in init_keys}
+        )
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         args = []
@@ -134,16 +162,21 @@ class SlurmLauncher(SubmititSlurmLauncher):
         try:
             jobs = executor.map_array(self, *zip(*args))
             array_id = jobs[0].job_id.split("_")[0]
-            log.info(f"submitted SLURM array {array_id} ({len(jobs)} jobs) into {sweep_dir}; "
-                     f"cancel it with: scancel {array_id}")
+            log.info(
+                f"submitted SLURM array {array_id} ({len(jobs)} jobs) into {sweep_dir}; "
+                f"cancel it with: scancel {array_id}"
+            )
             return self._wait(jobs, job_overrides, initial_job_idx)
         except KeyboardInterrupt:
             # scancel of a job that has ended is a no-op: cancel them all without asking sacct first.
             ids = [j.job_id for j in jobs]
             if ids:
                 subprocess.call(["scancel", *ids])
-            raise SystemExit(f"error: sweep interrupted; cancelled its SLURM jobs {' '.join(ids)}" if ids else
-                             "error: sweep interrupted while submitting; check `squeue --me`") from None
+            raise SystemExit(
+                f"error: sweep interrupted; cancelled its SLURM jobs {' '.join(ids)}"
+                if ids
+                else "error: sweep interrupted while submitting; check `squeue --me`"
+            ) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
 
@@ -178,12 +211,26 @@ class SlurmLauncher(SubmititSlurmLauncher):
         if error:
             if not (job_dir / ".hydra" / "overrides.yaml").exists():
                 atomic_write_text(job_dir / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
-            atomic_write_json(job_dir / "failure.json", {"error": error, "state": state, "slurm_job_id": job.job_id,
-                                                         "sacct": info, "traceback": message,
-                                                         "log": str(job.paths.stderr)})
+            atomic_write_json(
+                job_dir / "failure.json",
+                {
+                    "error": error,
+                    "state": state,
+                    "slurm_job_id": job.job_id,
+                    "sacct": info,
+                    "traceback": message,
+                    "log": str(job.paths.stderr),
+                },
+            )
             log.error("sweep job %d (%s): %s; log: %s", idx, " ".join(overrides), error, job.paths.stderr)
-        return JobReturn(overrides=overrides, cfg=sweep_config, working_dir=str(job_dir), status=JobStatus.COMPLETED,
-                         task_name=str(sweep_config.hydra.job.name), _return_value=value)
+        return JobReturn(
+            overrides=overrides,
+            cfg=sweep_config,
+            working_dir=str(job_dir),
+            status=JobStatus.COMPLETED,
+            task_name=str(sweep_config.hydra.job.name),
+            _return_value=value,
+        )
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -56,14 +56,22 @@ def collect(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> tuple[list[dic
         if results.exists() and recorded is not None and recorded != job_identity(overrides):
             # A re-launch with other overrides reuses job numbers; never show one job's numbers
             # under another job's overrides.
-            failed.append({"job": job.name, "overrides": " ".join(overrides),
-                           "error": f"results.json is of other overrides ({' '.join(recorded)}): "
-                                    "not finished with these; re-launch with skip_finished=true"})
+            failed.append(
+                {
+                    "job": job.name,
+                    "overrides": " ".join(overrides),
+                    "error": f"results.json is of other overrides ({' '.join(recorded)}): "
+                    "not finished with these; re-launch with skip_finished=true",
+                }
+            )
             continue
         if not results.exists():
             failure = job / "failure.json"
-            error = json.loads(failure.read_text()).get("error", "?") if failure.exists() else \
-                "no results.json: the job crashed without a trace, was interrupted or is still running"
+            error = (
+                json.loads(failure.read_text()).get("error", "?")
+                if failure.exists()
+                else "no results.json: the job crashed without a trace, was interrupted or is still running"
+            )
             failed.append({"job": job.name, "overrides": " ".join(overrides), "error": error})
             continue
         data = json.loads(results.read_text())
@@ -103,14 +111,21 @@ def choose_x(rows: list[dict[str, Any]], x: str, group_by: str | None = None) ->
     points do not all sit at one x."""
     if x != "num_params" or len(rows) < 2 or varying(rows, "num_params"):
         return x
-    swept = [k for k in columns(rows) if k not in (*NOT_METRICS, group_by) and "/" not in k and varying(rows, k)
-             and all(to_float(row.get(k)) is not None for row in rows)]
+    swept = [
+        k
+        for k in columns(rows)
+        if k not in (*NOT_METRICS, group_by)
+        and "/" not in k
+        and varying(rows, k)
+        and all(to_float(row.get(k)) is not None for row in rows)
+    ]
     swept.sort(key=lambda k: k == "seed")
     return swept[0] if swept else x
 
 
-def check_options(rows: list[dict[str, Any]], x: str | None = None, y: list[str] | None = None,
-                  group_by: str | None = None) -> None:
+def check_options(
+    rows: list[dict[str, Any]], x: str | None = None, y: list[str] | None = None, group_by: str | None = None
+) -> None:
     """A :class:`UserError` naming what there is, for an x, y or group_by that no row has."""
     have = columns(rows)
     metrics = sorted(k for k in have if "/" in k)
@@ -120,7 +135,9 @@ def check_options(rows: list[dict[str, Any]], x: str | None = None, y: list[str]
     settings = sorted(k for k in have if k not in metrics and k != "job")
     for option, key in (("x", x), ("group-by", group_by)):
         if key and key not in have:
-            raise UserError(f"--{option} {key}: no such column in this sweep; available: {', '.join(settings + metrics)}")
+            raise UserError(
+                f"--{option} {key}: no such column in this sweep; available: {', '.join(settings + metrics)}"
+            )
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -143,11 +160,22 @@ def write_failed(sweep_dir: Path, failed: list[dict[str, str]]) -> Path | None:
     return atomic_write_text(path, "".join(f"job {f['job']} ({f['overrides']}): {f['error']}\n" for f in failed))
 
 
-def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | None = None,
-                  labels: list[str] | None = None, logx: bool = True, title: str | None = None,
-                  xlabel: str | None = None, ylabel: str | None = None, group_by: str | None = None,
-                  logy: bool = False, replicate_keys: list[str] | None = None, band: str = "std",
-                  epsilon: float = 0.01, threshold_x: str = "model.width") -> dict[str, Any]:
+def write_summary(
+    sweep_dir: str | Path,
+    x: str = "num_params",
+    y: list[str] | None = None,
+    labels: list[str] | None = None,
+    logx: bool = True,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    group_by: str | None = None,
+    logy: bool = False,
+    replicate_keys: list[str] | None = None,
+    band: str = "std",
+    epsilon: float = 0.01,
+    threshold_x: str = "model.width",
+) -> dict[str, Any]:
     """Write ``summary.csv``, ``summary.png`` (where any job finished) and ``failed.txt`` (where any
     failed) into the sweep dir; one curve per ``y`` metric (and per value of ``group_by``).
     Jobs differing only in ``replicate_keys`` (default: seed) are one point with a ``band``
@@ -166,8 +194,11 @@ def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | N
         written.append(write_csv(sweep_dir / "summary.csv", rows))
         missing = [m for m in y if m not in columns(rows)]
         if missing:
-            log.warning("sweep summary: no %s in the results; plotting %s", ", ".join(missing),
-                        ", ".join(m for m in y if m not in missing) or "nothing")
+            log.warning(
+                "sweep summary: no %s in the results; plotting %s",
+                ", ".join(missing),
+                ", ".join(m for m in y if m not in missing) or "nothing",
+            )
         if group_by and group_by not in columns(rows):
             log.warning("sweep summary: no value of %s in the jobs; one curve per metric", group_by)
             group_by = None
@@ -181,9 +212,21 @@ def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | N
             logx = False
     analysis = analyse_sweep(sweep_dir, rows, replicate_keys or ["seed"], threshold_x, epsilon)
     if rows:
-        png = plot_summary(sweep_dir / "summary.png", rows, chosen, [m for m in y if m not in missing], labels,
-                           (logx, logy), title or sweep_dir.name, xlabel, ylabel, group_by, failed, band=band,
-                           thresholds=analysis["thresholds"])
+        png = plot_summary(
+            sweep_dir / "summary.png",
+            rows,
+            chosen,
+            [m for m in y if m not in missing],
+            labels,
+            (logx, logy),
+            title or sweep_dir.name,
+            xlabel,
+            ylabel,
+            group_by,
+            failed,
+            band=band,
+            thresholds=analysis["thresholds"],
+        )
         if png:
             written.append(png)
     failed_txt = write_failed(sweep_dir, failed)
@@ -191,8 +234,15 @@ def write_summary(sweep_dir: str | Path, x: str = "num_params", y: list[str] | N
         written.append(failed_txt)
     extra = finish_sweep(sweep_dir, analysis, y, band, title or sweep_dir.name, logy, ylabel, threshold_x)
     written += [path for path in extra.values() if path not in written]
-    return {"rows": rows, "failed": failed, "x": chosen, "written": written, "agg": analysis["agg"],
-            "thresholds": analysis["thresholds"], "files": extra}
+    return {
+        "rows": rows,
+        "failed": failed,
+        "x": chosen,
+        "written": written,
+        "agg": analysis["agg"],
+        "thresholds": analysis["thresholds"],
+        "files": extra,
+    }
 
 
 def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: str) -> None:
@@ -202,8 +252,15 @@ def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: s
     from dlfoundations.config import _wandb_offline
 
     cols = columns(rows)
-    run = wandb.init(project=project, group=sweep_dir.name, job_type="sweep_summary", name=f"{sweep_dir.name}-summary",
-                     dir=str(sweep_dir), mode="offline" if _wandb_offline() else "online", reinit=True)
+    run = wandb.init(
+        project=project,
+        group=sweep_dir.name,
+        job_type="sweep_summary",
+        name=f"{sweep_dir.name}-summary",
+        dir=str(sweep_dir),
+        mode="offline" if _wandb_offline() else "online",
+        reinit=True,
+    )
     table = wandb.Table(columns=cols, data=[[row.get(c) for c in cols] for row in rows])
     payload: dict[str, Any] = {"sweep_summary": table}
     if (sweep_dir / "summary.png").exists():
@@ -223,15 +280,37 @@ class SweepSummary(Callback):
     for ranks > 0 run the multirun too, and would summarize before rank 0 has written results.
     """
 
-    def __init__(self, x: str = "num_params", y: list[str] | None = None, labels: list[str] | None = None,
-                 logx: bool = True, title: str | None = None, xlabel: str | None = None,
-                 ylabel: str | None = None, group_by: str | None = None, logy: bool = False,
-                 replicate_keys: list[str] | None = None, band: str = "std", epsilon: float = 0.01,
-                 threshold_x: str = "model.width") -> None:
-        self.options = dict(x=x, y=list(y) if y else None, labels=list(labels) if labels else None, logx=logx,
-                            title=title, xlabel=xlabel, ylabel=ylabel, group_by=group_by, logy=logy,
-                            replicate_keys=list(replicate_keys) if replicate_keys else None, band=band,
-                            epsilon=epsilon, threshold_x=threshold_x)
+    def __init__(
+        self,
+        x: str = "num_params",
+        y: list[str] | None = None,
+        labels: list[str] | None = None,
+        logx: bool = True,
+        title: str | None = None,
+        xlabel: str | None = None,
+        ylabel: str | None = None,
+        group_by: str | None = None,
+        logy: bool = False,
+        replicate_keys: list[str] | None = None,
+        band: str = "std",
+        epsilon: float = 0.01,
+        threshold_x: str = "model.width",
+    ) -> None:
+        self.options = dict(
+            x=x,
+            y=list(y) if y else None,
+            labels=list(labels) if labels else None,
+            logx=logx,
+            title=title,
+            xlabel=xlabel,
+            ylabel=ylabel,
+            group_by=group_by,
+            logy=logy,
+            replicate_keys=list(replicate_keys) if replicate_keys else None,
+            band=band,
+            epsilon=epsilon,
+            threshold_x=threshold_x,
+        )
         self._pending: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -248,8 +327,10 @@ class SweepSummary(Callback):
         sweep_dir, summary = self._summarize(config)
         if summary["failed"]:
             total = len(summary["rows"]) + len(summary["failed"])
-            sys.exit(f"error: {len(summary['failed'])} of {total} sweep jobs failed (see {sweep_dir / 'failed.txt'})"
-                     + (f"; the others are in {sweep_dir / 'summary.csv'}" if summary["rows"] else ""))
+            sys.exit(
+                f"error: {len(summary['failed'])} of {total} sweep jobs failed (see {sweep_dir / 'failed.txt'})"
+                + (f"; the others are in {sweep_dir / 'summary.csv'}" if summary["rows"] else "")
+            )
 
     def _summarize_if_interrupted(self) -> None:
         config, self._pending = self._pending, None

@@ -27,14 +27,21 @@ def find_peak(ys: Sequence[float]) -> int:
     return max(candidates, key=lambda i: ys[i])
 
 
-def interpolation_threshold(points: Sequence[dict[str, Any]], x: str = "model.width",
-                            train_metric: str = "train_eval/err", test_metric: str = "test/err",
-                            epsilon: float = 0.01, train_size: int | None = None) -> dict[str, Any] | None:
+def interpolation_threshold(
+    points: Sequence[dict[str, Any]],
+    x: str = "model.width",
+    train_metric: str = "train_eval/err",
+    test_metric: str = "test/err",
+    epsilon: float = 0.01,
+    train_size: int | None = None,
+) -> dict[str, Any] | None:
     """Threshold and peak of one curve (rows with ``x``, ``num_params`` and both metrics), or None
     when the rows lack the metrics. ``relation`` says where the peak is: ``at``, ``below`` (a
     smaller width) or ``above`` the threshold (or ``no threshold``: no width fits the training set)."""
-    curve = sorted((to_float(p.get(x)), to_float(p.get("num_params")), to_float(p.get(train_metric)),
-                    to_float(p.get(test_metric))) for p in points)
+    curve = sorted(
+        (to_float(p.get(x)), to_float(p.get("num_params")), to_float(p.get(train_metric)), to_float(p.get(test_metric)))
+        for p in points
+    )
     curve = [c for c in curve if c[0] is not None and c[2] is not None and c[3] is not None]
     if not curve:
         return None
@@ -42,10 +49,16 @@ def interpolation_threshold(points: Sequence[dict[str, Any]], x: str = "model.wi
     peak_i = find_peak([c[3] for c in curve])
     xv, params, train, test = curve[peak_i]
     result: dict[str, Any] = {
-        "x_key": x, "train_metric": train_metric, "test_metric": test_metric, "epsilon": epsilon,
-        "train_size": train_size, "threshold": None,
+        "x_key": x,
+        "train_metric": train_metric,
+        "test_metric": test_metric,
+        "epsilon": epsilon,
+        "train_size": train_size,
+        "threshold": None,
         "peak": _point(xv, params, train_size, **{test_metric: test, train_metric: train}),
-        "relation": "no threshold", "grid_steps": None, "peak_over_threshold": None,
+        "relation": "no threshold",
+        "grid_steps": None,
+        "peak_over_threshold": None,
     }
     if fitted:
         t = fitted[0]
@@ -61,6 +74,7 @@ def describe(result: dict[str, Any]) -> str:
     """One line for logs and report.md."""
     peak, thr = result["peak"], result["threshold"]
     metric = result["test_metric"]
+
     def size(p: dict[str, Any]) -> str:
         params = f"{p['num_params']:.0f} params" if p["num_params"] is not None else "params unknown"
         return params + (f", {p['params_per_sample']:.3g} params/sample" if p["params_per_sample"] else "")
@@ -68,10 +82,12 @@ def describe(result: dict[str, Any]) -> str:
     head = f"test-error peak {peak[metric]:.4g} at {result['x_key']}={peak['x']:g} ({size(peak)})"
     if thr is None:
         return f"{head}; no width reaches {result['train_metric']} <= {result['epsilon']:g} (no threshold)"
-    return (f"{head}; interpolation threshold ({result['train_metric']} <= {result['epsilon']:g}) at "
-            f"{result['x_key']}={thr['x']:g} ({size(thr)}); the peak is "
-            f"{result['relation']} the threshold ({result['grid_steps']:+d} grid steps, "
-            f"x ratio {result['peak_over_threshold']:.3g})")
+    return (
+        f"{head}; interpolation threshold ({result['train_metric']} <= {result['epsilon']:g}) at "
+        f"{result['x_key']}={thr['x']:g} ({size(thr)}); the peak is "
+        f"{result['relation']} the threshold ({result['grid_steps']:+d} grid steps, "
+        f"x ratio {result['peak_over_threshold']:.3g})"
+    )
 
 
 def train_size_of(job_dir: str | Path) -> int | None:
@@ -83,9 +99,16 @@ def train_size_of(job_dir: str | Path) -> int | None:
     return None
 
 
-def write_thresholds(sweep_dir: str | Path, agg: list[dict[str, Any]], group_keys: Sequence[str],
-                     x: str = "model.width", epsilon: float = 0.01, train_metric: str = "train_eval/err",
-                     test_metric: str = "test/err", train_size: int | None = None) -> list[dict[str, Any]]:
+def write_thresholds(
+    sweep_dir: str | Path,
+    agg: list[dict[str, Any]],
+    group_keys: Sequence[str],
+    x: str = "model.width",
+    epsilon: float = 0.01,
+    train_metric: str = "train_eval/err",
+    test_metric: str = "test/err",
+    train_size: int | None = None,
+) -> list[dict[str, Any]]:
     """One threshold per curve (per value of the swept keys other than ``x``) into ``threshold.json``;
     nothing when ``x`` is not swept or the metrics are missing."""
     if x not in group_keys:
@@ -116,6 +139,13 @@ def mark_thresholds(ax: Any, results: Sequence[dict[str, Any]], x: str) -> None:
         if where is None:
             continue
         curve = ", ".join(f"{k}={v}" for k, v in result.get("curve", {}).items())
-        ax.axvline(where, color="grey", linestyle=":", linewidth=1.2,
-                   label=f"interpolation threshold ({result['train_metric']} <= {result['epsilon']:g}"
-                         f"{'; ' + curve if curve else ''})" if i < 4 else None)
+        ax.axvline(
+            where,
+            color="grey",
+            linestyle=":",
+            linewidth=1.2,
+            label=f"interpolation threshold ({result['train_metric']} <= {result['epsilon']:g}"
+            f"{'; ' + curve if curve else ''})"
+            if i < 4
+            else None,
+        )

@@ -38,8 +38,9 @@ def epochs_to_fit(curve: Sequence[tuple[int, float]], fit_threshold: float = 1.0
     return next((epoch for epoch, value in curve if value >= fit_threshold - 1e-6), None)
 
 
-def zhang_table(sweep_dir: str | Path, rows: list[dict[str, Any]], noise_key: str = "data.label_noise",
-                fit_threshold: float = 1.0) -> list[dict[str, Any]]:
+def zhang_table(
+    sweep_dir: str | Path, rows: list[dict[str, Any]], noise_key: str = "data.label_noise", fit_threshold: float = 1.0
+) -> list[dict[str, Any]]:
     """Per corruption level: test error (mean, std, n over seeds) and epochs to fit (mean, std,
     n of the jobs that fitted, and how many did not)."""
     levels: dict[float, dict[str, list]] = {}
@@ -65,8 +66,9 @@ def zhang_table(sweep_dir: str | Path, rows: list[dict[str, Any]], noise_key: st
     return table
 
 
-def write_zhang(sweep_dir: str | Path, rows: list[dict[str, Any]], noise_key: str = "data.label_noise",
-                fit_threshold: float = 1.0) -> dict[str, Path]:
+def write_zhang(
+    sweep_dir: str | Path, rows: list[dict[str, Any]], noise_key: str = "data.label_noise", fit_threshold: float = 1.0
+) -> dict[str, Path]:
     """``zhang.csv`` and ``zhang.png`` (two panels) into the sweep dir; nothing without two levels."""
     import matplotlib
 
@@ -84,8 +86,10 @@ def write_zhang(sweep_dir: str | Path, rows: list[dict[str, Any]], noise_key: st
     writer.writerows(table)
     atomic_write_text(sweep_dir / "zhang.csv", buffer.getvalue())
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, name, ylabel in ((axes[0], "test/err", "test error (true labels)"),
-                             (axes[1], "epochs_to_fit", f"epochs to fit (train_eval/acc >= {fit_threshold:g})")):
+    for ax, name, ylabel in (
+        (axes[0], "test/err", "test error (true labels)"),
+        (axes[1], "epochs_to_fit", f"epochs to fit (train_eval/acc >= {fit_threshold:g})"),
+    ):
         pts = [(r[noise_key], r[name], r.get(f"{name}.std") or 0.0) for r in table if name in r]
         if pts:
             xs, ys, errs = zip(*pts)
@@ -101,4 +105,3 @@ def write_zhang(sweep_dir: str | Path, rows: list[dict[str, Any]], noise_key: st
     atomic_write(sweep_dir / "zhang.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return {"zhang.png": sweep_dir / "zhang.png", "zhang.csv": sweep_dir / "zhang.csv"}
-

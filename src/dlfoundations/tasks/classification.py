@@ -119,8 +119,13 @@ class ClassificationModule(L.LightningModule):
             totals = self._totals.get(stage)
             if totals is None or totals.count == 0:
                 continue
-            sums = torch.stack([totals.loss_sum, totals.correct.to(totals.loss_sum.dtype),
-                                torch.tensor(float(totals.count), device=totals.loss_sum.device)])
+            sums = torch.stack(
+                [
+                    totals.loss_sum,
+                    totals.correct.to(totals.loss_sum.dtype),
+                    torch.tensor(float(totals.count), device=totals.loss_sum.device),
+                ]
+            )
             if self.trainer.world_size > 1:
                 sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
             loss, acc = sums[0] / sums[2], sums[1] / sums[2]
@@ -128,10 +133,26 @@ class ClassificationModule(L.LightningModule):
             # The values are already exact and equal on every rank; sync_dist with a max over equal
             # values leaves them bit-identical and tells Lightning they are reduced (no warning).
             sync = dict(sync_dist=self.trainer.world_size > 1, reduce_fx="max")
-            self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "train",
-                     add_dataloader_idx=False, batch_size=1, **sync)
-            self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, add_dataloader_idx=False,
-                     batch_size=1, **sync)
+            self.log(
+                f"{stage}/loss",
+                loss,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=stage == "train",
+                add_dataloader_idx=False,
+                batch_size=1,
+                **sync,
+            )
+            self.log(
+                f"{stage}/acc",
+                acc,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                add_dataloader_idx=False,
+                batch_size=1,
+                **sync,
+            )
 
     def _reset(self, stages: list[str]) -> None:
         for stage in stages:
@@ -183,8 +204,11 @@ class ClassificationModule(L.LightningModule):
         # Called by Lightning inside optimizer.step(), after the callbacks' hook and, with fp16,
         # after unscaling: where automatic optimization clips.
         if self.gradient_clip_val:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val,
-                                gradient_clip_algorithm=self.gradient_clip_algorithm)
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.gradient_clip_val,
+                gradient_clip_algorithm=self.gradient_clip_algorithm,
+            )
 
     def _schedulers(self) -> list[Any]:
         schedulers = self.lr_schedulers()
@@ -206,8 +230,10 @@ class ClassificationModule(L.LightningModule):
                 monitor = self.scheduler_monitor
                 value = self.trainer.callback_metrics.get(monitor) if monitor else None
                 if value is None:
-                    raise UserError(f"ReduceLROnPlateau needs task.scheduler_monitor naming a logged metric "
-                                    f"(got {monitor!r}; logged: {sorted(self.trainer.callback_metrics)})")
+                    raise UserError(
+                        f"ReduceLROnPlateau needs task.scheduler_monitor naming a logged metric "
+                        f"(got {monitor!r}; logged: {sorted(self.trainer.callback_metrics)})"
+                    )
                 scheduler.step(value)
             else:
                 scheduler.step()

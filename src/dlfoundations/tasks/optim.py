@@ -23,8 +23,10 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay: Iterable[str])
             if ("bn" in no_decay and isinstance(module, _NORMS)) or ("bias" in no_decay and name == "bias"):
                 exempt.add(id(p))
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if id(p) not in exempt], "weight_decay": weight_decay},
-              {"params": [p for p in params if id(p) in exempt], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if id(p) not in exempt], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) in exempt], "weight_decay": 0.0},
+    ]
     return [g for g in groups if g["params"]]
 
 

@@ -25,8 +25,13 @@ class RidgeRegression(L.LightningModule):
     """Fits ``net.theta`` of a features model (``net.features(x)``) by exact ridge regression.
     Single-process: the whole training set is one batch."""
 
-    def __init__(self, net: nn.Module, fixed_lambda: float = 0.01, lambdas: list[float] | None = None,
-                 eval_sets: list[str] | tuple[str, ...] = ("val",)) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        fixed_lambda: float = 0.01,
+        lambdas: list[float] | None = None,
+        eval_sets: list[str] | tuple[str, ...] = ("val",),
+    ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["net"], logger=False)
@@ -49,8 +54,9 @@ class RidgeRegression(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         if batch_idx > 0:
-            raise ValueError("ridge regression needs the whole training set in one batch: "
-                             "set data.batch_size >= data.train_size")
+            raise ValueError(
+                "ridge regression needs the whole training set in one batch: set data.batch_size >= data.train_size"
+            )
         x, y = batch
         phi, y = self.net.features(x).to(torch.float64), y.to(torch.float64)
         self.thetas = torch.stack([ridge_solve(phi, y, lam) for lam in self.lambdas])
