@@ -127,3 +127,11 @@ def test_wandb_payload_has_the_aggregate_figures_and_report(tmp_path):
         payload["sweep_report_md"][0] == "html"
         and "all measured checks within tolerance" in payload["sweep_report_md"][1]
     )
+
+
+def test_figure_panels_never_call_unmeasured_checks_within_tolerance():
+    from dlfoundations.sweeps.report import FAIL, MISSING, PASS, panel_verdict
+
+    assert panel_verdict([{"verdict": MISSING}, {"verdict": MISSING}]) == "not measured"
+    assert panel_verdict([{"verdict": PASS}, {"verdict": MISSING}]) == "all measured within tolerance, 1 not measured"
+    assert panel_verdict([{"verdict": FAIL}, {"verdict": PASS}]) == "1 out of tolerance"

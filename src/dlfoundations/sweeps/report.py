@@ -42,6 +42,17 @@ from dlfoundations.sweeps.threshold import find_peak
 PASS, FAIL, MISSING = "within tolerance", "OUT OF TOLERANCE", "not measured"
 
 
+def panel_verdict(checks: list[dict[str, Any]]) -> str:
+    """A figure panel's one-line verdict: how many checks are out, within, and not measured."""
+    counts = {v: sum(ch["verdict"] == v for ch in checks) for v in (FAIL, PASS, MISSING)}
+    if counts[MISSING] == len(checks):
+        return "not measured"
+    parts = [f"{counts[FAIL]} out of tolerance" if counts[FAIL] else "all measured within tolerance"]
+    if counts[MISSING]:
+        parts.append(f"{counts[MISSING]} not measured")
+    return ", ".join(parts)
+
+
 def find_reference(path: str | Path) -> dict[str, Any] | None:
     """The ``reference`` block of the run (its .hydra/config.yaml) or of the sweep's first job."""
     path = Path(path)
@@ -307,8 +318,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
             ax.set_xscale("log")
         ax.set_xlabel(curve["x"] or "(single run)")
         ax.set_ylabel(curve.get("metric", ""))
-        bad = sum(ch["verdict"] == FAIL for ch in curve["checks"])
-        ax.set_title(f"{curve['name']}\n{'all within tolerance' if not bad else f'{bad} out of tolerance'}", fontsize=9)
+        ax.set_title(f"{curve['name']}\n{panel_verdict(curve['checks'])}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{report['task_name'] or ''} vs {report['source']}"[:120], fontsize=9)
