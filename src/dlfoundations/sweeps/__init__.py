@@ -1,5 +1,6 @@
 """Multirun sweeps: collect job results, summary table and plot, local device pool."""
 
-from dlfoundations.sweeps.summary import SweepSummary, collect, write_summary
+from dlfoundations.sweeps.callback import SweepSummary
+from dlfoundations.sweeps.summary import collect, write_summary
 
 __all__ = ["SweepSummary", "collect", "write_summary"]

@@ -7,22 +7,18 @@ name the rest. The steps are separate functions: :func:`collect`, :func:`choose_
 :func:`write_csv`, :func:`plot_summary`; :func:`write_summary` chains them.
 """
 
-import atexit
 import csv
 import io
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
 
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_text
-from dlfoundations.sweeps.jobs import is_launching_process, job_identity, recorded_identity
+from dlfoundations.sweeps.jobs import job_identity, recorded_identity
 
 log = logging.getLogger(__name__)
 NOT_METRICS = ("job", "num_params")
@@ -270,86 +266,3 @@ def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: s
     payload.update(wandb_extras(sweep_dir, wandb))  # aggregate, heatmaps, report
     run.log(payload)
     run.finish()
-
-
-class SweepSummary(Callback):
-    """Hydra callback: at the end of a multirun, write the summary of its sweep dir; also when the
-    multirun ends early (Ctrl-C, a crash of the launcher): then for the jobs that finished.
-
-    Only the launching process summarizes: the copies of the script that Lightning's DDP starts
-    for ranks > 0 run the multirun too, and would summarize before rank 0 has written results.
-    """
-
-    def __init__(
-        self,
-        x: str = "num_params",
-        y: list[str] | None = None,
-        labels: list[str] | None = None,
-        logx: bool = True,
-        title: str | None = None,
-        xlabel: str | None = None,
-        ylabel: str | None = None,
-        group_by: str | None = None,
-        logy: bool = False,
-        replicate_keys: list[str] | None = None,
-        band: str = "std",
-        epsilon: float = 0.01,
-        threshold_x: str = "model.width",
-    ) -> None:
-        self.options = dict(
-            x=x,
-            y=list(y) if y else None,
-            labels=list(labels) if labels else None,
-            logx=logx,
-            title=title,
-            xlabel=xlabel,
-            ylabel=ylabel,
-            group_by=group_by,
-            logy=logy,
-            replicate_keys=list(replicate_keys) if replicate_keys else None,
-            band=band,
-            epsilon=epsilon,
-            threshold_x=threshold_x,
-        )
-        self._pending: DictConfig | None = None
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if is_launching_process():
-            self._pending = config
-            # atexit also runs when KeyboardInterrupt or SystemExit (Lightning's answer to Ctrl-C
-            # during fit) ends the multirun before on_multirun_end; the exit code stays non-zero.
-            atexit.register(self._summarize_if_interrupted)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._pending = None
-        if not is_launching_process():
-            return
-        sweep_dir, summary = self._summarize(config)
-        if summary["failed"]:
-            total = len(summary["rows"]) + len(summary["failed"])
-            sys.exit(
-                f"error: {len(summary['failed'])} of {total} sweep jobs failed (see {sweep_dir / 'failed.txt'})"
-                + (f"; the others are in {sweep_dir / 'summary.csv'}" if summary["rows"] else "")
-            )
-
-    def _summarize_if_interrupted(self) -> None:
-        config, self._pending = self._pending, None
-        if config is None:
-            return
-        log.warning("the multirun stopped before its end: summarizing the jobs that finished")
-        try:
-            sweep_dir, _ = self._summarize(config)
-        except Exception:  # the interpreter is exiting: report, never mask the original exit
-            log.exception("could not write the sweep summary")
-            return
-        log.warning("to run the remaining jobs: the same command with hydra.sweep.dir=%s skip_finished=true", sweep_dir)
-
-    def _summarize(self, config: DictConfig) -> tuple[Path, dict[str, Any]]:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        summary = write_summary(sweep_dir, **self.options)
-        wandb_cfg = (config.get("logger") or {}).get("wandb")
-        if wandb_cfg and summary["rows"]:
-            log_summary_to_wandb(sweep_dir, summary["rows"], project=wandb_cfg.get("project", "dlfoundations"))
-        where = ", ".join(str(p) for p in summary["written"]) or "nothing written"
-        log.info("sweep summary: %d finished, %d failed -> %s", len(summary["rows"]), len(summary["failed"]), where)
-        return sweep_dir, summary
