@@ -100,3 +100,9 @@ def test_analyze_script_prints_the_seed_numbers(tmp_path):
     assert "655,566,528 (91.79%)" in proc.stdout and "58,621,952 (8.21%)" in proc.stdout
     assert "2,469,696" in proc.stdout and "58,631,144" in proc.stdout
     assert out.read_text().splitlines()[0] == "layer,type,params,macs,activations"
+
+
+def test_analytic_receptive_field_refuses_string_padding() -> None:
+    # padding="same" used to reach the arithmetic as the letter "s" and fail with a TypeError.
+    with pytest.raises(ValueError, match="padding='same'"):
+        analytic_receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3, padding="same")), 0)

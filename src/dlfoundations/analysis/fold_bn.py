@@ -9,6 +9,7 @@ other BN (after a ReLU, after a sum, without running stats, ...) is left in plac
 
 import copy
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.fx as fx
@@ -18,7 +19,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights, fuse_linear_bn_weights
 from dlfoundations.errors import UserError
 
 # The layer types a BN of each kind can fold into (same spatial dimension).
-_FOLDS_INTO = {
+_FOLDS_INTO: dict[type[nn.Module], tuple[type[nn.Module], ...]] = {
     nn.BatchNorm1d: (nn.Conv1d, nn.Linear),
     nn.BatchNorm2d: (nn.Conv2d,),
     nn.BatchNorm3d: (nn.Conv3d,),
@@ -35,7 +36,7 @@ class FoldPlan:
 
 def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     if node.op == "call_module":
-        return f"the output of {node.target} ({type(modules[node.target]).__name__})"
+        return f"the output of {node.target} ({type(modules[str(node.target)]).__name__})"
     if node.op in ("call_function", "call_method"):
         name = getattr(node.target, "__name__", str(node.target))
         return f"the output of {name}()" + (" (a sum)" if name in ("add", "iadd", "sum") else "")
@@ -80,7 +81,7 @@ def _kinds(bn: nn.Module) -> str:
 
 
 def _out_features(layer: nn.Module) -> int:
-    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+    return layer.out_features if isinstance(layer, nn.Linear) else cast(nn.Conv2d, layer).out_channels  # or Conv1d/3d
 
 
 @torch.no_grad()
@@ -91,19 +92,22 @@ def fold_batchnorm(model: nn.Module, return_plan: bool = False) -> nn.Module | t
     plan = plan_batchnorm_folding(model)
     folded = copy.deepcopy(model).eval()
     for layer_name, bn_name in plan.pairs:
-        layer, bn = folded.get_submodule(layer_name), folded.get_submodule(bn_name)
+        # The plan pairs only these layer types (see _FOLDS_INTO), and only BNs with running stats.
+        layer = cast(nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d, folded.get_submodule(layer_name))
+        bn = cast(nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d, folded.get_submodule(bn_name))
+        assert bn.running_mean is not None and bn.running_var is not None
         dtype = layer.weight.dtype
         # Fold in float64, then round once: the folded weights are as exact as the dtype allows.
-        args = [
-            t.double() if t is not None else None for t in (layer.weight, layer.bias, bn.running_mean, bn.running_var)
-        ]
-        affine = [t.double() if t is not None else None for t in (bn.weight, bn.bias)]
+        weight, mean, var = layer.weight.double(), bn.running_mean.double(), bn.running_var.double()
+        bias = layer.bias.double() if layer.bias is not None else None
         if bn.weight is None:  # affine=False: gamma = 1, beta = 0
-            affine = [torch.ones_like(args[2]), torch.zeros_like(args[2])]
-        if isinstance(layer, nn.Linear):
-            w, b = fuse_linear_bn_weights(args[0], args[1], args[2], args[3], bn.eps, *affine)
+            gamma, beta = torch.ones_like(mean), torch.zeros_like(mean)
         else:
-            w, b = fuse_conv_bn_weights(args[0], args[1], args[2], args[3], bn.eps, *affine)
+            gamma, beta = bn.weight.double(), bn.bias.double()
+        if isinstance(layer, nn.Linear):
+            w, b = fuse_linear_bn_weights(weight, bias, mean, var, bn.eps, gamma, beta)
+        else:
+            w, b = fuse_conv_bn_weights(weight, bias, mean, var, bn.eps, gamma, beta)
         layer.weight = nn.Parameter(w.to(dtype))
         layer.bias = nn.Parameter(b.to(dtype))  # a conv without bias gets one
         folded.set_submodule(bn_name, nn.Identity())

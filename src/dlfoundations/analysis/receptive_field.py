@@ -25,7 +25,7 @@ def _linearised(model: nn.Module) -> nn.Module:
     for name, module in list(net.named_modules()):
         if not name:
             continue
-        replacement = None
+        replacement: nn.Module | None = None
         if isinstance(module, ACTIVATIONS) or isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
             replacement = nn.Identity()
         elif isinstance(module, nn.MaxPool2d):
@@ -59,6 +59,7 @@ def receptive_field_mask(
     finally:
         handle.remove()
     captured["out"][(0, *unit)].backward()
+    assert x.grad is not None  # x requires grad and the hook output depends on it
     return x.grad[0].abs().sum(0) > 0
 
 
@@ -89,6 +90,8 @@ def analytic_receptive_field(layers: nn.Sequential, upto: int) -> AnalyticField:
         if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
             k = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
             s = module.stride if isinstance(module.stride, int) else module.stride[0]
+            if isinstance(module.padding, str):  # Conv2d "same"/"valid": the offset is not a number
+                raise ValueError(f"{module} has padding={module.padding!r}; give the padding as a number")
             p = module.padding if isinstance(module.padding, int) else module.padding[0]
             d = getattr(module, "dilation", 1)
             d = d if isinstance(d, int) else d[0]

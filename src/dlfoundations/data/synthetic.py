@@ -25,7 +25,9 @@ from dlfoundations.errors import UserError
 STREAMS = ("torch", "numpy")
 
 
-def numpy_course_stream(seed: int, dim: int, sizes: tuple[int, int, int], noise_std: float) -> tuple[np.ndarray, ...]:
+def numpy_course_stream(
+    seed: int, dim: int, sizes: tuple[int, int, int], noise_std: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.random.RandomState]:
     """(beta, x_train, y_train, x_val, y_val, x_test, y_test, rng) drawn in the course's assumed
     order from ``np.random.RandomState(seed)`` (the legacy generator behind ``np.random.seed``);
     ``rng`` is left where the data ends, for the random features."""

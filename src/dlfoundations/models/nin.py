@@ -6,6 +6,8 @@ output for every crop at offsets that are multiples of the trunk's stride
 (:data:`LNiN.stride`). The trunk uses no padding, so a crop's features equal the big image's.
 """
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -84,12 +86,14 @@ class FullyConvLNiN(LNiN):
 @torch.no_grad()
 def to_fully_convolutional(net: LNiN) -> FullyConvLNiN:
     """The fully-convolutional twin of ``net`` with its weights (each Linear reshaped to a conv)."""
-    first = net.features[0]
-    hidden, classes = net.classifier[1].out_features, net.classifier[5].out_features
+    first = cast(nn.Conv2d, net.features[0])  # see _trunk and _head for the layer types
+    hidden, classes = cast(nn.Linear, net.classifier[1]).out_features, cast(nn.Linear, net.classifier[5]).out_features
     batch_norm = isinstance(net.features[1], nn.BatchNorm2d)
     fcn = FullyConvLNiN(classes, first.in_channels, first.out_channels, hidden, batch_norm, net.input_size)
     fcn.features.load_state_dict(net.features.state_dict())
-    for conv, linear in zip([fcn.classifier[i] for i in (0, 2, 4)], [net.classifier[i] for i in (1, 3, 5)]):
+    convs = [cast(nn.Conv2d, fcn.classifier[i]) for i in (0, 2, 4)]
+    for conv, linear in zip(convs, [cast(nn.Linear, net.classifier[i]) for i in (1, 3, 5)]):
+        assert conv.bias is not None  # the head's convs have biases
         conv.weight.copy_(linear.weight.view_as(conv.weight))
         conv.bias.copy_(linear.bias)
     return fcn

@@ -1,6 +1,7 @@
 """Random ReLU features: f(x) = theta^T ReLU(W x), W fixed with W_ij ~ N(0, 1/p), only theta fitted."""
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -40,6 +41,8 @@ class RandomFeatures(nn.Module):
         self.theta = nn.Linear(width, out_features, bias=False)
         nn.init.zeros_(self.theta.weight)
 
+    W: torch.Tensor  # the buffer registered in __init__
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x @ self.W.to(x.dtype).T)
 
@@ -60,9 +63,12 @@ def numpy_course_features(
             f"model.width={width} is not on it (set model.grid_start/grid_step)"
         )
     sizes: Sequence[int] = data_spec.get("sizes", (300, 60, 30))
-    rng = numpy_course_stream(int(data_spec.get("seed", 0)), dim, tuple(sizes), float(data_spec.get("noise_std", 0.5)))[
-        -1
-    ]
+    rng = numpy_course_stream(
+        int(data_spec.get("seed", 0)),
+        dim,
+        cast(tuple[int, int, int], tuple(sizes)),
+        float(data_spec.get("noise_std", 0.5)),
+    )[-1]
     for p in range(grid_start, width + 1, grid_step):
         W = rng.randn(p, dim) / p**0.5
     return torch.from_numpy(W)

@@ -34,6 +34,12 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet18; ``width`` is the first stage's channel count (64 in the paper)."""
 
+    # Set with setattr in __init__ (names as in torchvision).
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(
         self,
         num_classes: int = 10,
@@ -96,6 +102,12 @@ class PreActBlock(nn.Module):
 class PreActResNet18(nn.Module):
     """ResNet18-k of Nakkiran et al. (2019): pre-activation blocks, stage widths k, 2k, 4k, 8k,
     4x4 average pool, then Linear; no BN before the pool. 11,171,146 parameters at k=64."""
+
+    # Set with setattr in __init__.
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 64, batch_norm: bool = True) -> None:
         super().__init__()

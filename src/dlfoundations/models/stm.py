@@ -9,6 +9,8 @@ apart: a grouped 1x1 conv to 32*256 channels, ReLU, then the sum over paths. It 
 parameters and computes the same function (see :func:`stm_paths_to_grouped`).
 """
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -75,11 +77,14 @@ class GroupedSTMBlock(nn.Module):
 @torch.no_grad()
 def stm_paths_to_grouped(block: STMBlock) -> GroupedSTMBlock:
     """A :class:`GroupedSTMBlock` computing the same function as ``block`` (weights copied)."""
-    first, mid, last = (block.paths[0][i] for i in (0, 2, 4))
+    paths = [cast(nn.Sequential, p) for p in block.paths]  # built by _path
+    first, mid, last = (cast(nn.Conv2d, paths[0][i]) for i in (0, 2, 4))
     grouped = GroupedSTMBlock(first.in_channels, len(block.paths), first.out_channels)
     for dst, index in ((grouped.reduce, 0), (grouped.transform, 2), (grouped.expand, 4)):
-        dst.weight.copy_(torch.cat([p[index].weight for p in block.paths]))
-        dst.bias.copy_(torch.cat([p[index].bias for p in block.paths]))
+        convs = [cast(nn.Conv2d, p[index]) for p in paths]
+        dst.weight.copy_(torch.cat([c.weight for c in convs]))
+        assert dst.bias is not None  # every conv here has a bias (the default)
+        dst.bias.copy_(torch.cat([cast(torch.Tensor, c.bias) for c in convs]))
     assert mid.out_channels == first.out_channels and last.in_channels == first.out_channels
     return grouped
 

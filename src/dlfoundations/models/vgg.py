@@ -10,7 +10,7 @@ from torch import nn
 
 from dlfoundations.models.layers import conv_bn_relu
 
-CONFIGS = {
+CONFIGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -42,7 +42,7 @@ class VGG(nn.Module):
         layers: list[nn.Module] = []
         cin = in_channels
         for v in CONFIGS[f"vgg{depth}"]:
-            if v == "M":
+            if isinstance(v, str):  # "M"
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
                 cout = max(1, round(v * width))
