@@ -13,7 +13,7 @@
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -116,11 +116,15 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     candidates = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
     if not candidates:
         raise UserError(f"ckpt_path=last: no checkpoints/last.ckpt under {runs}; pass the checkpoint's path instead")
-    current = OmegaConf.to_container(cfg, resolve=True)
+    current = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     skipped: list[tuple[str, list[str]]] = []
     for ckpt in candidates:
         try:
-            saved = OmegaConf.to_container(OmegaConf.load(ckpt.parent.parent / "config.yaml"), resolve=False)
+            # Not checked here: a config that is not a mapping fails in config_differences (caught below).
+            saved = cast(
+                dict[str, Any],
+                OmegaConf.to_container(OmegaConf.load(ckpt.parent.parent / "config.yaml"), resolve=False),
+            )
             differences = config_differences(saved, current)
         except (OSError, ValueError, AttributeError, yaml.YAMLError) as err:  # missing, unreadable, not a mapping
             differences = [f"config.yaml (unreadable there: {type(err).__name__})"]

@@ -6,13 +6,16 @@ import netrc
 import os
 import secrets
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError
+
+if TYPE_CHECKING:
+    import rich.tree
 
 CPU_HINT = "run on CPU with trainer=cpu (or leave trainer.gpus unset)"
 
@@ -49,7 +52,7 @@ def register_resolvers() -> None:
     """Resolvers used by conf/: ``dlf.uid`` (a short random id, fixed once per config), ``dlf.cwd``,
     ``dlf.numel`` (product of a shape), ``dlf.wandb_offline``, ``dlf.sweep_group``,
     ``dlf.local_jobs`` (parallel jobs of the local launcher)."""
-    resolvers = {
+    resolvers: dict[str, tuple[Callable[..., Any], bool]] = {
         "dlf.uid": (lambda: secrets.token_hex(3), True),
         # The launch dir; unlike ${hydra:runtime.cwd} it also resolves before Hydra's job config
         # exists (the sweep dir of a multirun is resolved that early).
@@ -67,7 +70,7 @@ def register_resolvers() -> None:
 def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
     """Trainer arguments from ``cfg.trainer``, mapping Lightning 1.x ``gpus=N`` to
     ``accelerator="gpu", devices=N`` and failing with one clear line when CUDA is missing."""
-    kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
+    kwargs = cast(dict[str, Any], OmegaConf.to_container(trainer_cfg, resolve=True))
     assert isinstance(kwargs, dict)
     gpus = kwargs.pop("gpus", None)
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -104,7 +107,7 @@ CONFIG_ORDER = (
 )
 
 
-def config_tree(cfg: DictConfig) -> "rich.tree.Tree":  # noqa: F821
+def config_tree(cfg: DictConfig) -> "rich.tree.Tree":
     """The resolved config as a rich tree, the main groups first."""
     import rich.syntax
     import rich.tree
@@ -190,7 +193,8 @@ def validate(cfg: DictConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, kinds):
             names = " or ".join("integer" if k is int else "number" for k in kinds)
             raise UserError(f"{key}={value!r} must be {'an' if names[0] == 'i' else 'a'} {names}")
-        if low is not None and (value < low if inclusive else value <= low) or high is not None and value > high:
+        number = cast(float, value)  # an int or float: checked just above
+        if low is not None and (number < low if inclusive else number <= low) or high is not None and number > high:
             bounds = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high is not None else "")
             raise UserError(f"{key}={value} is out of range; use a value {bounds}")
     trainer = cfg.get("trainer") or {}
@@ -198,12 +202,12 @@ def validate(cfg: DictConfig) -> None:
     # clipping and accumulation do not apply to that, so they are task options.
     if trainer.get("gradient_clip_val") not in (None, 0):
         raise UserError(
-            f"trainer.gradient_clip_val={trainer.gradient_clip_val}: clipping is a task option here; "
-            f"set task.gradient_clip_val={trainer.gradient_clip_val} (and task.gradient_clip_algorithm)"
+            f"trainer.gradient_clip_val={trainer.get('gradient_clip_val')}: clipping is a task option here; "
+            f"set task.gradient_clip_val={trainer.get('gradient_clip_val')} (and task.gradient_clip_algorithm)"
         )
     if trainer.get("accumulate_grad_batches") not in (None, 1):
         raise UserError(
-            f"trainer.accumulate_grad_batches={trainer.accumulate_grad_batches} is not supported; "
+            f"trainer.accumulate_grad_batches={trainer.get('accumulate_grad_batches')} is not supported; "
             "use a larger data.batch_size instead"
         )
 

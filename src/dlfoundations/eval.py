@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import lightning as L
@@ -68,7 +68,7 @@ def locate(ckpt_path: str) -> tuple[Path, Path]:
 def _run_config(run_dir: Path) -> dict[str, Any]:
     for name in ("config_unresolved.yaml", ".hydra/config.yaml"):
         if (run_dir / name).is_file():
-            return OmegaConf.to_container(OmegaConf.load(run_dir / name), resolve=False)
+            return cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(run_dir / name), resolve=False))
     raise UserError(
         f"{run_dir} has no config_unresolved.yaml (nor .hydra/config.yaml), so its model and data "
         "cannot be rebuilt; evaluate a checkpoint inside the run dir that wrote it"
@@ -102,7 +102,9 @@ def eval_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, 
         raise UserError("ckpt_path is required: python src/eval.py ckpt_path=<run dir or checkpoint>")
     run_dir, ckpt = locate(str(cfg.ckpt_path))
     run = _run_config(run_dir)
-    composed = OmegaConf.to_container(cfg, resolve=False)  # interpolations kept: they resolve in the merge
+    composed = cast(
+        dict[str, Any], OmegaConf.to_container(cfg, resolve=False)
+    )  # interpolations kept: they resolve in the merge
     merged = {k: v for k, v in run.items() if k not in EVAL_OWNED + TRAIN_ONLY}
     merged.update({k: composed[k] for k in EVAL_OWNED if k in composed})
     applied = []
@@ -120,6 +122,7 @@ def eval_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, 
                 "changes keys of other groups; override those keys instead (e.g. data.test_sets=[val])"
             )
         _set(merged, key, value)
+        assert override.input_line is not None  # parse_overrides keeps each override's text
         applied.append(override.input_line)
     return OmegaConf.create(merged), run_dir, ckpt, applied
 
@@ -174,14 +177,16 @@ class Predictor(L.LightningModule):
 def write_predictions(trainer: L.Trainer, net: nn.Module, loader: Any, n: int, path: Path) -> Path:
     """Predict every item of ``loader`` (in order) and write index, [label,] predicted class and
     class probabilities as CSV."""
-    batches = trainer.predict(Predictor(net), dataloaders=loader)
+    # A list of (probs, labels or None) per batch: predict returns None only with return_predictions=False.
+    batches = cast(list[tuple[Tensor, Tensor | None]], trainer.predict(Predictor(net), dataloaders=loader))
     probs = torch.cat([p for p, _ in batches]).cpu()
     if len(probs) != n:
         raise UserError(
             f"prediction covered {len(probs)} of {n} items (trainer.fast_dev_run or "
             "trainer.limit_predict_batches); set trainer.limit_predict_batches=1.0"
         )
-    labels = torch.cat([y for _, y in batches]).cpu() if batches[0][1] is not None else None
+    # Every batch has labels when the first has.
+    labels = torch.cat([cast(Tensor, y) for _, y in batches]).cpu() if batches[0][1] is not None else None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -208,7 +213,8 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     if split is not None and split not in TEST_SETS:
         raise UserError(f"predict.split={split} is not a split; use one of {list(TEST_SETS)}")
     output_dir = Path(run_cfg.paths.output_dir)
-    if run_cfg.get("print_config", True) and rank_zero_only.rank == 0:
+    # Lightning sets rank on the function (documented); its stubs do not declare it.
+    if run_cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         rich.console.Console().print(config_tree(run_cfg))
     _save_config(run_cfg, output_dir)
     if torch.cuda.is_available() and run_cfg.get("matmul_precision"):

@@ -19,7 +19,7 @@ import types
 import typing
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import torch
@@ -121,11 +121,11 @@ def _arguments(cls: type) -> tuple[dict[str, Any], bool]:
         if klass.__module__.split(".")[0] in ("torch", "lightning", "builtins"):
             return found, klass is not nn.Module and klass is not object
         try:
-            hints = typing.get_type_hints(klass.__init__)
+            hints = typing.get_type_hints(vars(klass)["__init__"])
         except Exception:  # unresolvable annotations: names only
             hints = {}
         open_ = False
-        for p in list(inspect.signature(klass.__init__).parameters.values())[1:]:
+        for p in list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]:
             if p.kind is p.VAR_KEYWORD:
                 open_ = True
             elif p.kind is not p.VAR_POSITIONAL:
@@ -151,7 +151,12 @@ def _choice(group: str) -> str | None:
 
 def _conf_files(group: str) -> dict[str, DictConfig]:
     folder = resources.files("dlfoundations.conf").joinpath(group)
-    return {p.name.removesuffix(".yaml"): OmegaConf.load(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+    # Group files are mappings.
+    return {
+        p.name.removesuffix(".yaml"): cast(DictConfig, OmegaConf.load(str(p)))
+        for p in folder.iterdir()
+        if p.name.endswith(".yaml")
+    }
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -163,7 +168,7 @@ def check_options(cfg: DictConfig) -> None:
         cls = hydra.utils.get_class(node._target_)
         arguments, open_ = _arguments(cls)
         label = f"{group}={_choice(group) or cls.__name__}"
-        unknown = sorted(k for k in node if k not in arguments and k not in _HYDRA_KEYS)
+        unknown = sorted(str(k) for k in node if k not in arguments and k not in _HYDRA_KEYS)
         if unknown and not open_:
             raise UserError(
                 f"{label} has no option {', '.join(unknown)} (an experiment may set it); its options: "

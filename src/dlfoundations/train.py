@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import lightning as L
@@ -74,7 +74,7 @@ def _instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
     """Instantiate every entry of a dict-of-configs group (callbacks, logger); null entries are off."""
     if not group:
         return []
-    return [instantiate(node, f"{where}.{key}") for key, node in group.items() if node and "_target_" in node]
+    return [instantiate(node, f"{where}.{key!s}") for key, node in group.items() if node and "_target_" in node]
 
 
 @rank_zero_only
@@ -130,7 +130,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     if cfg.data.get("eval_sets", None) == []:
         trainer_args["limit_val_batches"] = 0  # nothing to evaluate per epoch: no validation loop
-    if cfg.get("print_config", True) and rank_zero_only.rank == 0:
+    # Lightning sets rank on the function (documented); its stubs do not declare it.
+    if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         rich.console.Console().print(config_tree(cfg))
     _save_config(cfg, output_dir)
     if torch.cuda.is_available() and cfg.get("matmul_precision"):
@@ -163,7 +164,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         # default one written after every epoch.
         trainer_args["enable_checkpointing"] = False
     trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
-    hparams = OmegaConf.to_container(cfg, resolve=True)
+    hparams = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
 
