@@ -202,9 +202,8 @@ class SlurmLauncher(SubmititSlurmLauncher):
         info = slurm_reason(job.job_id)
         state = info.get("state") or job.state
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        error = f"SLURM job {job.job_id} ended without a result: {state}"
-        if info.get("reason") and info["reason"] != "None":
-            error += f" ({info['reason']})"
+        reason = f" ({info['reason']})" if info.get("reason") and info["reason"] != "None" else ""
+        error: str | None = f"SLURM job {job.job_id} ended without a result: {state}{reason}"
         value = None
         if (job_dir / "results.json").exists():  # it finished and was ended afterwards (e.g. in its epilog)
             error, value = None, json.loads((job_dir / "results.json").read_text()).get("optimized_value")

@@ -2,11 +2,12 @@
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from dlfoundations.errors import UserError
@@ -132,7 +133,7 @@ class ClassificationModule(L.LightningModule):
             # batch_size=1: one value per epoch (Lightning would otherwise inspect the batch).
             # The values are already exact and equal on every rank; sync_dist with a max over equal
             # values leaves them bit-identical and tells Lightning they are reduced (no warning).
-            sync = dict(sync_dist=self.trainer.world_size > 1, reduce_fx="max")
+            sync: dict[str, Any] = dict(sync_dist=self.trainer.world_size > 1, reduce_fx="max")
             self.log(
                 f"{stage}/loss",
                 loss,
@@ -177,7 +178,7 @@ class ClassificationModule(L.LightningModule):
 
     def training_step(self, dataloader_iter: Iterator) -> None:
         """Up to ``steps_per_call`` optimizer steps, one per batch pulled from ``dataloader_iter``."""
-        optimizer = self.optimizers()
+        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
         schedulers = self._schedulers() if self.scheduler_interval == "step" else []
         max_steps = self.trainer.max_steps
         for _ in range(self.steps_per_call):

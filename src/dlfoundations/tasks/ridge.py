@@ -7,9 +7,14 @@ the fixed-lambda and the tuned solutions. Errors are L2 norms of residuals (not 
 averaged), accumulated over batches as sums of squares.
 """
 
+from typing import TYPE_CHECKING
+
 import lightning as L
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from dlfoundations.models.random_features import RandomFeatures
 
 
 def ridge_solve(phi: Tensor, y: Tensor, lam: float) -> Tensor:
@@ -27,7 +32,7 @@ class RidgeRegression(L.LightningModule):
 
     def __init__(
         self,
-        net: nn.Module,
+        net: "RandomFeatures",
         fixed_lambda: float = 0.01,
         lambdas: list[float] | None = None,
         eval_sets: list[str] | tuple[str, ...] = ("val",),
@@ -45,6 +50,10 @@ class RidgeRegression(L.LightningModule):
         self.register_buffer("thetas", torch.zeros(len(self.lambdas), net.theta.weight.shape[1], dtype=torch.float64))
         self.register_buffer("tuned_index", torch.tensor(self.fixed_index))  # until validation tunes it
         self.sq_err: dict[str, Tensor] = {}  # stage -> sum of squared residuals, one per lambda
+
+    # Buffers registered in __init__.
+    thetas: Tensor
+    tuned_index: Tensor
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
