@@ -9,7 +9,7 @@ other BN (after a ReLU, after a sum, without running stats, ...) is left in plac
 
 import copy
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Literal, cast, overload
 
 import torch
 import torch.fx as fx
@@ -85,6 +85,12 @@ def _out_features(layer: nn.Module) -> int:
 
 
 @torch.no_grad()
+@overload
+def fold_batchnorm(model: nn.Module, return_plan: Literal[False] = False) -> nn.Module: ...
+@overload
+def fold_batchnorm(model: nn.Module, return_plan: Literal[True]) -> tuple[nn.Module, FoldPlan]: ...
+@overload
+def fold_batchnorm(model: nn.Module, return_plan: bool) -> nn.Module | tuple[nn.Module, FoldPlan]: ...
 def fold_batchnorm(model: nn.Module, return_plan: bool = False) -> nn.Module | tuple[nn.Module, FoldPlan]:
     """A copy of ``model`` with every foldable BN folded into its layer and replaced by
     ``nn.Identity`` (so the result has the layout of the model zoo's no-BN twin). The folded

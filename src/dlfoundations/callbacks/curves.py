@@ -46,15 +46,17 @@ class TrainingCurves(L.Callback):
             if not points:
                 continue
             is_loss = name.endswith("loss")
-            if is_loss and ax_loss is None:
-                ax_loss = ax.twinx()
-                ax_loss.set_ylabel("loss")
-            target = ax_loss if is_loss else ax
+            target = ax
+            if is_loss:
+                if ax_loss is None:
+                    ax_loss = ax.twinx()
+                    ax_loss.set_ylabel("loss")
+                target = ax_loss
             target.plot(*zip(*points), label=name, color=f"C{i}", linestyle="--" if is_loss else "-")
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy")
         handles = [h for a in (ax, ax_loss) if a is not None for h in a.get_legend_handles_labels()[0]]
-        ax.legend(handles, [h.get_label() for h in handles], loc="center right")
+        ax.legend(handles, [str(h.get_label()) for h in handles], loc="center right")  # the names set above
         ax.set_title(self.title or "training curves")
         ax.grid(alpha=0.3)
         fig.tight_layout()

@@ -74,6 +74,7 @@ class EvalSchedule(L.Callback):
                     "callbacks.eval_schedule has nothing to evaluate: set data.eval_sets (e.g. "
                     "[train_eval,test]) or turn it off with callbacks.eval_schedule=null"
                 )
+            assert trainer.max_epochs is not None  # the Trainer sets it: 1000, or -1 when only max_steps is given
             self.schedule = set(schedule_epochs(trainer.max_epochs, self.num, self.spacing, self.epochs))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import torch
@@ -43,7 +44,8 @@ class FoldBatchNorm(L.Callback):
         self.metrics: dict[str, float] = {}
 
     def _batches(self, trainer: L.Trainer, device: torch.device) -> list[torch.Tensor]:
-        dm = trainer.datamodule
+        # Lightning attaches the fit's datamodule to the trainer at run time; its stubs do not declare it.
+        dm = trainer.datamodule  # type: ignore[attr-defined]
         loader = dm.test_dataloader() if dm is not None else trainer.test_dataloaders
         if isinstance(loader, (list, tuple)):
             loader = loader[0]
@@ -58,7 +60,7 @@ class FoldBatchNorm(L.Callback):
 
     @torch.no_grad()
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        net: nn.Module = pl_module.net
+        net = cast(nn.Module, pl_module.net)
         was_training = net.training
         net.eval()
         folded, plan = fold_batchnorm(net, return_plan=True)

@@ -24,7 +24,7 @@ class GradientFlow(L.Callback):
         self._sums: torch.Tensor | None = None
         self._steps = 0
 
-    def _layers(self, pl_module: L.LightningModule) -> list[tuple[str, nn.Parameter]]:
+    def _layers(self, pl_module: L.LightningModule) -> list[tuple[str, torch.Tensor]]:
         return [(n, m.weight) for n, m in pl_module.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

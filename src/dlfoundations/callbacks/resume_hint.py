@@ -40,7 +40,9 @@ class ResumeHint(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
             return
-        lasts = [cb.last_model_path for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
+        lasts: list[str | Path] = [
+            cb.last_model_path for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)
+        ]
         # A resumed run interrupted before its own first checkpoint resumes from where it started.
         lasts = [p for p in [*lasts, trainer.ckpt_path] if p and Path(p).is_file()]
         where = f"files written so far stay in {self.output_dir}"

@@ -2,7 +2,7 @@
 draws the same dropout masks and other random numbers as an uninterrupted one."""
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -13,7 +13,7 @@ class RNGState(L.Callback):
     """Saved in every checkpoint; restored when training resumes from one."""
 
     def state_dict(self) -> dict[str, Any]:
-        np_state = np.random.get_state()
+        np_state = cast(tuple[Any, ...], np.random.get_state())  # legacy=True (the default): a tuple
         return {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
