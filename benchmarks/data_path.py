@@ -72,6 +72,7 @@ def run(quick: bool = False) -> list[tuple]:
         baseline = DataLoader(MNIST(tmp, train=True, transform=ToTensor()), batch_size=64, shuffle=True)
         dm = MNISTDataModule(data_dir=tmp, download=False, val_size=0, on_device=False)
         dm.setup()
+        assert dm.splits is not None  # setup() loads them
         ours = TensorBatchLoader((dm.splits.x_train, dm.splits.y_train), batch_size=64, shuffle=True)
         t_base, t_ours = _epoch_seconds(baseline, repeats), _epoch_seconds(ours, repeats)
         train_base, train_ours = _training_epoch_seconds(baseline, repeats), _training_epoch_seconds(ours, repeats)

@@ -51,7 +51,7 @@ class Splits:
     y_test: Tensor
 
 
-def split_pool(x: Tensor, y: Tensor, val_size: int, train_size: int | None) -> tuple[Tensor, ...]:
+def split_pool(x: Tensor, y: Tensor, val_size: int, train_size: int | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``[pool | val]`` from a training split: val is its last ``val_size`` items, and training
     keeps the first ``train_size`` items of the pool (all of it when None)."""
     n_pool = len(x) - val_size

@@ -31,7 +31,7 @@ class SweepSummary(Callback):
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"sweep_summary has no option {unknown}; its options: {sorted(known)}")
-        self.options = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in options.items()}
+        self.options: dict[str, Any] = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in options.items()}
         self._pending: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

@@ -55,12 +55,12 @@ def plot_summary(
     curves = []
     for g_index, g in enumerate(groups):
         for i, metric in enumerate(y):
-            points = [
+            raw = [
                 (to_float(r.get(x)), to_float(r.get(metric)))
                 for r in rows
                 if group_by is None or (r.get(group_by) is not None and group_value(r[group_by]) == g)
             ]
-            points = sorted((a, b) for a, b in points if a is not None and b is not None)
+            points = sorted((a, b) for a, b in raw if a is not None and b is not None)
             if not points:
                 continue
             label = labels[i] if labels and i < len(labels) else metric

@@ -257,7 +257,7 @@ def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: s
         mode="offline" if _wandb_offline() else "online",
         reinit=True,
     )
-    table = wandb.Table(columns=cols, data=[[row.get(c) for c in cols] for row in rows])
+    table = wandb.Table(columns=list(cols), data=[[row.get(c) for c in cols] for row in rows])
     payload: dict[str, Any] = {"sweep_summary": table}
     if (sweep_dir / "summary.png").exists():
         payload["sweep_summary_plot"] = wandb.Image(str(sweep_dir / "summary.png"))

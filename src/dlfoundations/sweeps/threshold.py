@@ -38,11 +38,11 @@ def interpolation_threshold(
     """Threshold and peak of one curve (rows with ``x``, ``num_params`` and both metrics), or None
     when the rows lack the metrics. ``relation`` says where the peak is: ``at``, ``below`` (a
     smaller width) or ``above`` the threshold (or ``no threshold``: no width fits the training set)."""
-    curve = sorted(
+    rows = sorted(
         (to_float(p.get(x)), to_float(p.get("num_params")), to_float(p.get(train_metric)), to_float(p.get(test_metric)))
         for p in points
     )
-    curve = [c for c in curve if c[0] is not None and c[2] is not None and c[3] is not None]
+    curve = [(a, n, tr, te) for a, n, tr, te in rows if a is not None and tr is not None and te is not None]
     if not curve:
         return None
     fitted = [i for i, c in enumerate(curve) if c[2] <= epsilon]
