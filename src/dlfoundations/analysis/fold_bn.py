@@ -84,13 +84,13 @@ def _out_features(layer: nn.Module) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else cast(nn.Conv2d, layer).out_channels  # or Conv1d/3d
 
 
-@torch.no_grad()
 @overload
 def fold_batchnorm(model: nn.Module, return_plan: Literal[False] = False) -> nn.Module: ...
 @overload
 def fold_batchnorm(model: nn.Module, return_plan: Literal[True]) -> tuple[nn.Module, FoldPlan]: ...
 @overload
 def fold_batchnorm(model: nn.Module, return_plan: bool) -> nn.Module | tuple[nn.Module, FoldPlan]: ...
+@torch.no_grad()
 def fold_batchnorm(model: nn.Module, return_plan: bool = False) -> nn.Module | tuple[nn.Module, FoldPlan]:
     """A copy of ``model`` with every foldable BN folded into its layer and replaced by
     ``nn.Identity`` (so the result has the layout of the model zoo's no-BN twin). The folded
