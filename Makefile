@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run test bench memorize clean-logs
+.PHONY: setup run test lint bench memorize clean-logs
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Lint, format check and type check (configured in pyproject.toml).
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # Speed benchmarks (ratios against baselines measured in the same process): benchmarks/RESULTS.md
 bench: $(STAMP)
