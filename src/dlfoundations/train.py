@@ -46,7 +46,7 @@ from dlfoundations.models import count_parameters
 from dlfoundations.preflight import preflight
 from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
-from dlfoundations.sweeps.requeue import requeued_checkpoint
+from dlfoundations.sweeps.requeue import requeued_checkpoint, slurm_restarts
 from dlfoundations.sweeps.slurm_launcher import register_launcher
 
 log = logging.getLogger(__name__)
@@ -276,8 +276,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
         # exactly this job's overrides is not run again (job numbers alone may name other jobs).
         log.info("skip_finished: %s holds this job's results, not running it again", output_dir / "results.json")
         return done.get("optimized_value")
-    if _in_multirun() and is_launching_process():
-        # A re-used job dir (re-launch into the same sweep dir) must not mix two jobs' files.
+    if _in_multirun() and is_launching_process() and slurm_restarts() == 0:
+        # A re-used job dir (re-launch into the same sweep dir) must not mix two jobs' files. A job
+        # that SLURM restarted (requeue) is the same job: it keeps its files and resumes from them.
         if aside := set_aside_previous(output_dir, identity):
             log.info("moved what an earlier job left in %s to %s", output_dir, aside)
     try:

@@ -11,11 +11,17 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 log = logging.getLogger(__name__)
 
 
+def slurm_restarts() -> int:
+    """How often SLURM has restarted this job (``SLURM_RESTART_COUNT``; 0 outside SLURM)."""
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "")
+    return int(restarts) if restarts.isdigit() else 0
+
+
 def requeued_checkpoint(callbacks: Iterable[Any]) -> str | None:
     """The run's own ``last.ckpt`` when SLURM restarted this job (``SLURM_RESTART_COUNT`` > 0), so
     that it continues where it stopped; None for a first start or where there is no checkpoint yet."""
-    restarts = os.environ.get("SLURM_RESTART_COUNT", "")
-    if not restarts.isdigit() or int(restarts) < 1:
+    restarts = slurm_restarts()
+    if restarts < 1:
         return None
     for callback in callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath and callback.save_last:
