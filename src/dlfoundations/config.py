@@ -5,6 +5,7 @@ import math
 import netrc
 import os
 import secrets
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -210,6 +211,18 @@ def validate(cfg: DictConfig) -> None:
             f"trainer.accumulate_grad_batches={trainer.get('accumulate_grad_batches')} is not supported; "
             "use a larger data.batch_size instead"
         )
+
+
+def run_entry(entry: Callable[[], Any]) -> None:
+    """Run a Hydra entry point (``@hydra.main`` function); when Hydra rejects an override whose key
+    does not exist (exit 1), also print the valid keys at that place."""
+    try:
+        entry()
+    except SystemExit as exit_:
+        if exit_.code == 1:
+            for hint in unknown_key_hints([a for a in sys.argv[1:] if not a.startswith("-")]):
+                print(hint, file=sys.stderr)
+        raise
 
 
 def unknown_key_hints(overrides: list[str]) -> list[str]:

@@ -30,13 +30,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from dlfoundations.checkpoints import check_checkpoint
-from dlfoundations.config import config_tree, trainer_kwargs, unknown_key_hints, validate
+from dlfoundations.config import config_tree, run_entry, trainer_kwargs, validate
 from dlfoundations.data.base import TEST_SETS
 from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.tasks import ClassificationModule
-from dlfoundations.train import _instantiate_group, _save_config, instantiate
+from dlfoundations.train import instantiate, instantiate_group, save_config
 
 log = logging.getLogger(__name__)
 # Taken from conf/eval.yaml, not from the evaluated run: where eval writes, what it logs, what it does.
@@ -216,7 +216,7 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     # Lightning sets rank on the function (documented); its stubs do not declare it.
     if run_cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         rich.console.Console().print(config_tree(run_cfg))
-    _save_config(run_cfg, output_dir)
+    save_config(run_cfg, output_dir)
     if torch.cuda.is_available() and run_cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(run_cfg.matmul_precision)
 
@@ -232,8 +232,8 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         datamodule.setup("predict")
         x_input = load_inputs(str(inputs), datamodule.input_shape, datamodule.splits.x_train.dtype)
 
-    callbacks = _instantiate_group(run_cfg.get("callbacks"), "callbacks")
-    loggers = _instantiate_group(run_cfg.get("logger"), "logger")
+    callbacks = instantiate_group(run_cfg.get("callbacks"), "callbacks")
+    loggers = instantiate_group(run_cfg.get("logger"), "logger")
     trainer = L.Trainer(**{**trainer_args, "enable_checkpointing": False}, callbacks=callbacks, logger=loggers or False)
     if (split or inputs) and trainer.world_size > 1:
         raise UserError("predict runs on one device; set trainer.devices=1")
@@ -289,13 +289,7 @@ class NoSweepSummary(Callback):
 
 def cli() -> None:
     """``python src/eval.py ckpt_path=...`` / ``dlf-eval ckpt_path=...``."""
-    try:
-        hydra_main()
-    except SystemExit as exit_:
-        if exit_.code == 1:
-            for hint in unknown_key_hints([a for a in sys.argv[1:] if not a.startswith("-")]):
-                print(hint, file=sys.stderr)
-        raise
+    run_entry(hydra_main)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://dlfoundations.conf", config_name="eval")

@@ -36,8 +36,8 @@ from dlfoundations.config import (
     config_tree,
     quiet_known_noise,
     register_resolvers,
+    run_entry,
     trainer_kwargs,
-    unknown_key_hints,
     validate,
 )
 from dlfoundations.errors import UserError
@@ -70,7 +70,7 @@ def instantiate(node: DictConfig, where: str, **kwargs: Any) -> Any:
         raise
 
 
-def _instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
+def instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
     """Instantiate every entry of a dict-of-configs group (callbacks, logger); null entries are off."""
     if not group:
         return []
@@ -78,7 +78,7 @@ def _instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
 
 
 @rank_zero_only
-def _save_config(cfg: DictConfig, output_dir: Path) -> None:
+def save_config(cfg: DictConfig, output_dir: Path) -> None:
     atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     # With its interpolations: what python src/eval.py rebuilds the run from (overrides then propagate).
     atomic_write_text(output_dir / "config_unresolved.yaml", OmegaConf.to_yaml(cfg))
@@ -133,7 +133,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     # Lightning sets rank on the function (documented); its stubs do not declare it.
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         rich.console.Console().print(config_tree(cfg))
-    _save_config(cfg, output_dir)
+    save_config(cfg, output_dir)
     if torch.cuda.is_available() and cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
@@ -151,9 +151,9 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     if cfg.data.get("input_shape"):
         # Lets the model summary show per-layer input/output sizes and FLOPs.
         task.example_input_array = torch.zeros(2, *cfg.data.input_shape)
-    callbacks = _instantiate_group(cfg.get("callbacks"), "callbacks")
+    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     callbacks.append(ResumeHint(output_dir))  # Ctrl-C prints the command that resumes the run
-    loggers = _instantiate_group(cfg.get("logger"), "logger")
+    loggers = instantiate_group(cfg.get("logger"), "logger")
     callbacks.append(FitProgress())
     # A job SLURM requeued (time limit, pre-emption) continues from its own last checkpoint.
     ckpt_path = requeued_checkpoint(callbacks) or resolve_ckpt_path(cfg)
@@ -253,13 +253,7 @@ def _in_multirun() -> bool:
 def cli() -> None:
     """``python src/train.py ...`` / ``dlf-train ...``: Hydra's entry, plus the valid keys when an
     override names a key that does not exist."""
-    try:
-        hydra_main()
-    except SystemExit as exit_:
-        if exit_.code == 1:
-            for hint in unknown_key_hints([a for a in sys.argv[1:] if not a.startswith("-")]):
-                print(hint, file=sys.stderr)
-        raise
+    run_entry(hydra_main)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://dlfoundations.conf", config_name="train")
