@@ -123,7 +123,14 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     trainer_args = trainer_kwargs(cfg.trainer)  # likewise a GPU asked for where there is none
     pool = cfg.get("device_pool") or {}
     with sweep_job_device(trainer_args, pool.get("jobs_per_gpu", 1), pool.get("cpu_threads", 1)):
-        return _train(cfg, trainer_args)
+        try:
+            return _train(cfg, trainer_args)
+        finally:
+            # A DDP process group left alive at interpreter exit can abort a rank in gloo's
+            # teardown ("terminate called without an active exception", seen in CI); the next
+            # run in this process (a sweep job) starts its own group.
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
 
 def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
