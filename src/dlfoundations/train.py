@@ -44,6 +44,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
 from dlfoundations.preflight import preflight
+from dlfoundations.replicas.build import build_replicas, check_replicable, num_replicas, write_replica_results
 from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
 from dlfoundations.sweeps.requeue import requeued_checkpoint, slurm_restarts
@@ -121,6 +122,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)  # wrong types and out-of-range values: one line, before any work is done
     preflight(cfg)  # paths, options, and whether the model fits the data and the task
     trainer_args = trainer_kwargs(cfg.trainer)  # likewise a GPU asked for where there is none
+    check_replicable(cfg, trainer_args)  # replicas=R: nothing that would couple the replicas
     pool = cfg.get("device_pool") or {}
     with sweep_job_device(trainer_args, pool.get("jobs_per_gpu", 1), pool.get("cpu_threads", 1)):
         try:
@@ -144,20 +146,25 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     if torch.cuda.is_available() and cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data, "data")
-    net = instantiate(cfg.model, "model")
     fit, test, weights = cfg.get("train", True), cfg.get("test", True), cfg.get("weights")
     check_weight_sources(fit, test, cfg.get("ckpt_path"), weights)
     if weights and cfg.get("ckpt_path"):
         # Resuming (e.g. a fine-tuning run): the checkpoint restores the trained weights.
         log.info("weights=%s not loaded: ckpt_path=%s restores the weights", weights, cfg.ckpt_path)
-    elif weights:
-        load_weights(net, weights)
+    replicas = num_replicas(cfg)
+    if replicas > 1:  # seeds seed..seed+R-1, each built as its separate run, trained stacked
+        datamodule, net, replica_cfgs = build_replicas(cfg, instantiate, load_weights)
+    else:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = instantiate(cfg.data, "data")
+        net = instantiate(cfg.model, "model")
+        if weights and not cfg.get("ckpt_path"):
+            load_weights(net, weights)
     task = instantiate(cfg.task, "task", net=net)
     if cfg.data.get("input_shape"):
         # Lets the model summary show per-layer input/output sizes and FLOPs.
-        task.example_input_array = torch.zeros(2, *cfg.data.input_shape)
+        shape = (replicas, 2) if replicas > 1 else (2,)
+        task.example_input_array = torch.zeros(*shape, *cfg.data.input_shape)
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     callbacks.append(ResumeHint(output_dir))  # Ctrl-C prints the command that resumes the run
     loggers = instantiate_group(cfg.get("logger"), "logger")
@@ -197,7 +204,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         "metrics": metrics,
         "optimized_metric": name,
         "optimized_value": metrics.get(name) if name else None,
-        "num_params": count_parameters(net),
+        "num_params": count_parameters(net) // replicas,  # of one model
         "width": cfg.model.get("width"),
         "epochs": epochs,
         "global_step": global_step,
@@ -209,11 +216,14 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     }
     if results["nonfinite_metrics"]:
         log.warning("non-finite metrics (NaN/inf): %s; see results.json", ", ".join(results["nonfinite_metrics"]))
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and replicas > 1:
+        # One run per seed: replica_<k>/results.json, then replicas.json (the job's value: their mean).
+        results = {**results, **write_replica_results(output_dir, results, replica_cfgs, current_job_identity())}
+    elif trainer.is_global_zero:
         atomic_write_json(output_dir / "results.json", results)
     if trainer.is_global_zero and cfg.get("reference") and not _in_multirun():
         _write_run_report(output_dir)  # a sweep writes one report for all its jobs at its end
-    if name and name not in metrics:
+    if name and (f"replica_0/{name}" if replicas > 1 else name) not in metrics:
         log.warning("optimized_metric=%s was not logged; logged metrics: %s", name, sorted(metrics))
     if trainer.is_global_zero:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))

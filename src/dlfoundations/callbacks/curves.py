@@ -7,13 +7,15 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from dlfoundations.io import atomic_write
+from dlfoundations.replicas.training import replica_prefix, runs_in, split_by_replica
 
 
 class TrainingCurves(L.Callback):
     """Records ``metrics`` after every epoch and plots them against the epoch at the end of fit.
 
     Accuracies go on the left axis, losses (names ending in ``loss``) on a right axis. The history
-    is part of the checkpoint, so a resumed run plots its whole history.
+    is part of the checkpoint, so a resumed run plots its whole history. A run of several replicas
+    (``replicas=R``) gets one figure per replica, in ``replica_<k>/``.
     """
 
     def __init__(
@@ -24,15 +26,30 @@ class TrainingCurves(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning runs validation before this hook, so train and eval metrics are both here.
-        values = {m: float(trainer.callback_metrics[m]) for m in self.metrics if m in trainer.callback_metrics}
+        wanted = set(self.metrics)
+        values = {
+            name: float(value)
+            for k, metrics in split_by_replica(trainer.callback_metrics).items()
+            for stripped, value in metrics.items()
+            if stripped in wanted
+            for name in [f"{replica_prefix(k)}{stripped}" if k is not None else stripped]
+        }
         self.history.append({"epoch": trainer.current_epoch + 1, **values})
 
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.history:
-            self.plot(Path(self.dirpath) / self.filename)
+        runs: dict[int | None, list[dict[str, float]]] = {}
+        for entry in self.history:
+            parts = split_by_replica(entry)
+            for k in runs_in(parts):
+                runs.setdefault(k, []).append({"epoch": entry["epoch"], **parts.get(k, {})})
+        for k, history in runs.items():
+            if any(len(h) > 1 for h in history):
+                folder = Path(self.dirpath) / (replica_prefix(k) if k is not None else "")
+                self.plot(folder / self.filename, history)
 
-    def plot(self, path: Path) -> Path:
+    def plot(self, path: Path, history: list[dict[str, float]] | None = None) -> Path:
+        history = self.history if history is None else history
         import matplotlib
 
         matplotlib.use("Agg")
@@ -40,9 +57,9 @@ class TrainingCurves(L.Callback):
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ax_loss = None
-        epochs = [h["epoch"] for h in self.history]
+        epochs = [h["epoch"] for h in history]
         for i, name in enumerate(self.metrics):
-            points = [(e, h[name]) for e, h in zip(epochs, self.history) if name in h]
+            points = [(e, h[name]) for e, h in zip(epochs, history) if name in h]
             if not points:
                 continue
             is_loss = name.endswith("loss")

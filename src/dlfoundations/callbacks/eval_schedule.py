@@ -6,6 +6,7 @@ public Trainer attribute at the start of each epoch so that the validation loop 
 epochs, and nothing is evaluated in between. After each evaluated epoch it appends the logged
 ``*/acc`` and ``*/loss`` values to ``eval_history.json`` in the run dir (written atomically, so a
 killed run keeps what it measured); at the end of fit it draws ``eval_curves.png`` (error vs epoch).
+A run of several replicas (``replicas=R``) gets both files per replica, in ``replica_<k>/``.
 """
 
 import json
@@ -18,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write, atomic_write_text
+from dlfoundations.replicas.training import replica_prefix, runs_in, split_by_replica
 
 SPACINGS = ("log", "linear", "all")
 
@@ -98,15 +100,27 @@ class EvalSchedule(L.Callback):
         self.history.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step, **values})
         self._write()
 
+    def per_run(self) -> dict[Path, list[dict[str, float]]]:
+        """The history of each run in this run dir: the run itself, or each replica's folder."""
+        runs: dict[int | None, list[dict[str, float]]] = {}
+        for entry in self.history:
+            base = {"epoch": entry["epoch"], "step": entry["step"]}
+            parts = split_by_replica({k: v for k, v in entry.items() if k not in base})
+            for k in runs_in(parts):
+                runs.setdefault(k, []).append({**base, **parts.get(k, {})})
+        return {Path(self.dirpath) / (replica_prefix(k) if k is not None else ""): h for k, h in runs.items()}
+
     @rank_zero_only
     def _write(self) -> None:
-        payload = {"schedule": sorted(self.schedule), "history": self.history}
-        atomic_write_text(Path(self.dirpath) / self.filename, json.dumps(payload, indent=1) + "\n")
+        for folder, history in self.per_run().items():
+            payload = {"schedule": sorted(self.schedule), "history": history}
+            atomic_write_text(folder / self.filename, json.dumps(payload, indent=1) + "\n")
 
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.plot_name and len(self.history) > 1:
-            plot_history(self.history, Path(self.dirpath) / self.plot_name)
+            for folder, history in self.per_run().items():
+                plot_history(history, folder / self.plot_name)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

@@ -16,6 +16,7 @@ import yaml
 
 from dlfoundations.io import atomic_write
 from dlfoundations.sweeps.aggregate import config_value, to_float, varying_keys
+from dlfoundations.sweeps.summary import job_dirs
 
 ERRORS = ("test/err", "train_eval/err", "train_clean/err")
 TITLES = {
@@ -42,11 +43,11 @@ def epoch_grid(sweep_dir: str | Path, x_key: str, replicate_keys: Sequence[str] 
     no job evaluated)."""
     cells: dict[tuple, dict[tuple[float, int, str], list[float]]] = {}
     jobs = []
-    for overrides in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
-        history = read_history(overrides.parent.parent)
+    for job in job_dirs(sweep_dir):
+        history = read_history(job)
         if history:
-            items = yaml.safe_load(overrides.read_text()) or []
-            jobs.append((overrides.parent.parent, history, dict(o.split("=", 1) for o in items if "=" in o)))
+            items = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+            jobs.append((job, history, dict(o.split("=", 1) for o in items if "=" in o)))
     swept = varying_keys([params for _, _, params in jobs])
     for job, history, params in jobs:
         width = to_float(params.get(x_key, config_value(job, x_key)))

@@ -59,9 +59,38 @@ def is_launching_process() -> bool:
     return all(rank in ("", "0") for rank in env_ranks) and getattr(rank_zero_only, "rank", 0) == 0
 
 
+# A job that trained replicas (replicas=R) writes replicas.json in its dir, last, and each
+# replica's results.json in its replica_<k>/ folder.
+REPLICAS_FILE = "replicas.json"
+
+
+def replica_dirs(job_dir: Path) -> list[Path]:
+    """The ``replica_<k>`` folders of a finished replicated job (from its ``replicas.json``); []
+    for a job that trained one model or has not finished."""
+    path = Path(job_dir) / REPLICAS_FILE
+    if not path.exists():
+        return []
+    try:
+        entries = json.loads(path.read_text()).get("replicas", [])
+    except (OSError, ValueError):
+        return []
+    return [Path(job_dir) / entry["dir"] for entry in entries]
+
+
+def job_result(job_dir: Path) -> dict[str, Any] | None:
+    """What a finished job wrote at its end: ``results.json``, or ``replicas.json`` for a
+    replicated job (both hold ``overrides`` and ``optimized_value``); None if neither exists."""
+    for name in ("results.json", REPLICAS_FILE):
+        path = Path(job_dir) / name
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
 def recorded_identity(job_dir: Path) -> list[str] | None:
-    """The overrides recorded by the run that wrote ``results.json`` (or ``failure.json``)."""
-    for name in ("results.json", "failure.json"):
+    """The overrides recorded by the run that wrote ``results.json`` (``replicas.json``, or
+    ``failure.json``)."""
+    for name in ("results.json", REPLICAS_FILE, "failure.json"):
         path = job_dir / name
         if path.exists():
             try:
@@ -73,11 +102,10 @@ def recorded_identity(job_dir: Path) -> list[str] | None:
 
 
 def finished_results(job_dir: Path, identity: list[str]) -> dict[str, Any] | None:
-    """``results.json`` of ``job_dir`` if the run that wrote it had exactly these overrides."""
-    results = job_dir / "results.json"
-    if not results.exists() or recorded_identity(job_dir) != identity:
+    """:func:`job_result` of ``job_dir`` if the run that wrote it had exactly these overrides."""
+    if recorded_identity(job_dir) != identity:
         return None
-    return json.loads(results.read_text())
+    return job_result(job_dir)
 
 
 def set_aside_previous(job_dir: Path, identity: list[str] | None) -> Path | None:

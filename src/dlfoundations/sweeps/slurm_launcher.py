@@ -10,7 +10,6 @@ safe for sweeps.
   no value for it (as a job that raised does), and the sweep summary lists it in ``failed.txt``.
 """
 
-import json
 import logging
 import re
 import shutil
@@ -28,6 +27,7 @@ from omegaconf import OmegaConf, open_dict
 
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
+from dlfoundations.sweeps.jobs import job_result
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 
@@ -205,8 +205,9 @@ class SlurmLauncher(SubmititSlurmLauncher):
         reason = f" ({info['reason']})" if info.get("reason") and info["reason"] != "None" else ""
         error: str | None = f"SLURM job {job.job_id} ended without a result: {state}{reason}"
         value = None
-        if (job_dir / "results.json").exists():  # it finished and was ended afterwards (e.g. in its epilog)
-            error, value = None, json.loads((job_dir / "results.json").read_text()).get("optimized_value")
+        finished = job_result(job_dir)
+        if finished is not None:  # it finished and was ended afterwards (e.g. in its epilog)
+            error, value = None, finished.get("optimized_value")
         if error:
             if not (job_dir / ".hydra" / "overrides.yaml").exists():
                 atomic_write_text(job_dir / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))

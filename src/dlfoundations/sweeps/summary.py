@@ -1,7 +1,9 @@
 """Collect every job of a Hydra sweep dir into ``summary.csv`` and ``summary.png``.
 
 A job is a folder with ``.hydra/overrides.yaml``. It finished when it has ``results.json``
-(written atomically at its end) recorded for the job's own overrides; otherwise it failed
+(written atomically at its end) recorded for the job's own overrides; a job that trained replicas
+(``replicas=R``) stands for its ``replica_<k>/`` folders, each one run of its own seed with its own
+``.hydra/overrides.yaml`` and ``results.json`` (row ``job``: ``<job>/replica_<k>``); otherwise it failed
 (``failure.json`` says why) or is still running. Summaries are written for whatever finished, and
 name the rest. The steps are separate functions: :func:`collect`, :func:`choose_x`,
 :func:`write_csv`, :func:`plot_summary`; :func:`write_summary` chains them.
@@ -18,15 +20,17 @@ import yaml
 
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_text
-from dlfoundations.sweeps.jobs import job_identity, recorded_identity
+from dlfoundations.sweeps.jobs import job_identity, recorded_identity, replica_dirs
 
 log = logging.getLogger(__name__)
 NOT_METRICS = ("job", "num_params")
 
 
-def _job_dirs(sweep_dir: Path) -> list[Path]:
+def job_dirs(sweep_dir: str | Path) -> list[Path]:
+    """The sweep's runs in job order: its job folders, a replicated job's replica folders in its place."""
     jobs = (p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml"))
-    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name))
+    ordered = sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name))
+    return [run for job in ordered for run in (replica_dirs(job) or [job])]
 
 
 def config_value(job: Path, key: str) -> Any:
@@ -45,7 +49,8 @@ def collect(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> tuple[list[dic
     failed/unfinished jobs with their error, both sorted by job number. ``keys`` that a job did not
     override are read from the config its run saved, so every row says what its value was."""
     rows, failed = [], []
-    for job in _job_dirs(Path(sweep_dir)):
+    for job in job_dirs(sweep_dir):
+        name = job.relative_to(sweep_dir).as_posix()
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
         results = job / "results.json"
         recorded = recorded_identity(job)
@@ -54,7 +59,7 @@ def collect(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> tuple[list[dic
             # under another job's overrides.
             failed.append(
                 {
-                    "job": job.name,
+                    "job": name,
                     "overrides": " ".join(overrides),
                     "error": f"results.json is of other overrides ({' '.join(recorded)}): "
                     "not finished with these; re-launch with skip_finished=true",
@@ -68,7 +73,7 @@ def collect(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> tuple[list[dic
                 if failure.exists()
                 else "no results.json: the job crashed without a trace, was interrupted or is still running"
             )
-            failed.append({"job": job.name, "overrides": " ".join(overrides), "error": error})
+            failed.append({"job": name, "overrides": " ".join(overrides), "error": error})
             continue
         data = json.loads(results.read_text())
         params = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o and not o.startswith("~"))
@@ -79,7 +84,7 @@ def collect(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> tuple[list[dic
                     params[key] = value
         metrics = dict(data.get("metrics", {}))
         metrics.update({k[:-4] + "/err": 1.0 - v for k, v in data.get("metrics", {}).items() if k.endswith("/acc")})
-        rows.append({"job": job.name, **params, "num_params": data.get("num_params"), **metrics})
+        rows.append({"job": name, **params, "num_params": data.get("num_params"), **metrics})
     return rows, failed
 
 

@@ -11,6 +11,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from dlfoundations.errors import UserError
+from dlfoundations.replicas.training import clip_norm_per_replica, replica_prefix
 from dlfoundations.tasks.optim import build_optimizer
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -42,6 +43,12 @@ class ClassificationModule(L.LightningModule):
     Lightning's per-call cost once per K steps. Learning-rate schedulers are stepped here (per
     optimizer step or per epoch, ``scheduler_interval``); ``ReduceLROnPlateau`` steps per epoch on
     ``scheduler_monitor``.
+
+    With ``replicas`` = R > 1, ``net`` is a :class:`~dlfoundations.replicas.StackedNet` and batches
+    are stacked (inputs ``[R, B, ...]``, labels ``[R, B]``): the loss is the sum over replicas of
+    each replica's mean loss, so an elementwise optimizer takes exactly each separate run's step;
+    gradient clipping by norm is per replica. Every metric is logged per replica, as
+    ``replica_<k>/<name>``.
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class ClassificationModule(L.LightningModule):
         gradient_clip_algorithm: str = "norm",
         compile: bool | dict = False,
         channels_last: bool = False,
+        replicas: int = 1,
     ) -> None:
         super().__init__()
         # The full resolved config goes to the loggers and config.yaml; the checkpoint keeps only
@@ -74,6 +82,9 @@ class ClassificationModule(L.LightningModule):
             raise ValueError(f"task.gradient_clip_algorithm must be norm or value, got {gradient_clip_algorithm!r}")
         if gradient_clip_val is not None and gradient_clip_val < 0:
             raise ValueError(f"task.gradient_clip_val must be >= 0, got {gradient_clip_val}")
+        if replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {replicas}")
+        self.replicas = replicas
         self.scheduler_interval, self.scheduler_monitor = scheduler_interval, scheduler_monitor
         self.steps_per_call = steps_per_call
         self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
@@ -103,14 +114,21 @@ class ClassificationModule(L.LightningModule):
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = self.net(x)
-        loss = F.cross_entropy(logits, y)
+        if self.replicas > 1:  # [R, B, C]: each replica's mean loss; their sum trains them all
+            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+            loss = losses.sum()
+        else:
+            loss = losses = F.cross_entropy(logits, y)
         totals = self._totals.get(stage)
         if totals is None:
-            zero = torch.zeros((), device=loss.device)
-            totals = self._totals[stage] = _Totals(zero, torch.zeros((), dtype=torch.long, device=loss.device))
-        totals.loss_sum += loss.detach() * len(y)
-        totals.correct += (logits.detach().argmax(1) == y).sum()
-        totals.count += len(y)
+            zero = torch.zeros(losses.shape, device=loss.device)
+            totals = self._totals[stage] = _Totals(
+                zero, torch.zeros(losses.shape, dtype=torch.long, device=loss.device)
+            )
+        count = y.shape[-1]
+        totals.loss_sum += losses.detach() * count
+        totals.correct += (logits.detach().argmax(-1) == y).sum(-1)
+        totals.count += count
         return loss
 
     def _log_epoch(self, stages: list[str]) -> None:
@@ -124,36 +142,32 @@ class ClassificationModule(L.LightningModule):
                 [
                     totals.loss_sum,
                     totals.correct.to(totals.loss_sum.dtype),
-                    torch.tensor(float(totals.count), device=totals.loss_sum.device),
+                    torch.full_like(totals.loss_sum, float(totals.count)),
                 ]
             )
             if self.trainer.world_size > 1:
                 sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-            loss, acc = sums[0] / sums[2], sums[1] / sums[2]
+            means = {"loss": sums[0] / sums[2], "acc": sums[1] / sums[2]}
             # batch_size=1: one value per epoch (Lightning would otherwise inspect the batch).
             # The values are already exact and equal on every rank; sync_dist with a max over equal
             # values leaves them bit-identical and tells Lightning they are reduced (no warning).
-            sync: dict[str, Any] = dict(sync_dist=self.trainer.world_size > 1, reduce_fx="max")
-            self.log(
-                f"{stage}/loss",
-                loss,
+            sync: dict[str, Any] = dict(
+                sync_dist=self.trainer.world_size > 1,
+                reduce_fx="max",
                 on_step=False,
                 on_epoch=True,
-                prog_bar=stage == "train",
                 add_dataloader_idx=False,
                 batch_size=1,
-                **sync,
             )
-            self.log(
-                f"{stage}/acc",
-                acc,
-                on_step=False,
-                on_epoch=True,
-                prog_bar=True,
-                add_dataloader_idx=False,
-                batch_size=1,
-                **sync,
-            )
+            for metric, value in means.items():
+                # The progress bar shows the train loss and the accuracies (of replica 0).
+                bar = metric == "acc" or stage == "train"
+                if self.replicas == 1:
+                    self.log(f"{stage}/{metric}", value, prog_bar=bar, **sync)
+                    continue
+                for k in range(self.replicas):
+                    name = f"{replica_prefix(k)}{stage}/{metric}"
+                    self.log(name, value[k], prog_bar=bar and k == 0, **sync)
 
     def _reset(self, stages: list[str]) -> None:
         for stage in stages:
@@ -204,7 +218,9 @@ class ClassificationModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called by Lightning inside optimizer.step(), after the callbacks' hook and, with fp16,
         # after unscaling: where automatic optimization clips.
-        if self.gradient_clip_val:
+        if self.gradient_clip_val and self.replicas > 1 and self.gradient_clip_algorithm == "norm":
+            clip_norm_per_replica(self.net.parameters(), self.gradient_clip_val)
+        elif self.gradient_clip_val:
             self.clip_gradients(
                 optimizer,
                 gradient_clip_val=self.gradient_clip_val,
@@ -242,9 +258,13 @@ class ClassificationModule(L.LightningModule):
     def _raise_if_diverged(self) -> None:
         totals = self._totals.get("train")
         # One host sync per epoch: a NaN/inf loss at any step leaves the epoch's sum non-finite.
-        if totals is not None and not bool(torch.isfinite(totals.loss_sum)):
+        if totals is not None and not bool(torch.isfinite(totals.loss_sum).all()):
+            which = ""
+            if self.replicas > 1:
+                bad = (~torch.isfinite(totals.loss_sum)).nonzero().flatten().tolist()
+                which = f" of replica(s) {bad}"
             raise UserError(
-                f"training diverged: the loss became NaN/inf in epoch {self.current_epoch} (optimizer steps "
+                f"training diverged: the loss{which} became NaN/inf in epoch {self.current_epoch} (optimizer steps "
                 f"{self._epoch_first_step}-{self.global_step - 1}); lower optimizer.lr (or clip gradients with "
                 "task.gradient_clip_val=1.0). Everything written so far is in the run dir"
             )
