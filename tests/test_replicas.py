@@ -2,7 +2,11 @@
 same final weights and every logged metric (fp32, within 1e-5), per-replica results that sweep
 summaries read as seeds, exact resume, and one-line refusals of what would couple replicas."""
 
+import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,7 +18,7 @@ from dlfoundations.replicas.training import clip_norm_per_replica
 from dlfoundations.sweeps.aggregate import write_aggregate
 from dlfoundations.sweeps.summary import collect
 from dlfoundations.train import main
-from tests.helpers import CIFAR, MLP, make_cfg
+from tests.helpers import CIFAR, MLP, REPO, make_cfg
 
 ATOL = 1e-5
 SETUPS = {
@@ -157,3 +161,68 @@ def test_what_would_couple_replicas_is_refused_in_one_line(extra, message, tmp_p
         main(make_cfg([*(o for o in MLP if not o.startswith("scheduler")), "replicas=2", *extra], tmp_path))
     assert "\n" not in str(err.value)
     assert not (tmp_path / "replicas.json").exists()
+
+
+def _eval(args, cwd):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, str(REPO / "src" / "eval.py"), *args, "print_config=false", f"paths.log_dir={cwd}"]
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    out = max((cwd / "eval" / "runs").iterdir(), key=lambda p: p.stat().st_mtime_ns) if proc.returncode == 0 else None
+    return proc, out
+
+
+def test_eval_tests_all_replicas_or_one(tmp_path):
+    run = tmp_path / "run"
+    main(make_cfg([*MLP, "seed=5", "replicas=2"], run))
+    replica = [json.loads((run / f"replica_{k}" / "results.json").read_text())["metrics"] for k in range(2)]
+
+    proc, out = _eval([f"ckpt_path={run}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["replica"] is None
+    for k in range(2):
+        for name in ("test/acc", "test/loss"):
+            assert abs(results["metrics"][f"replica_{k}/{name}"] - replica[k][name]) <= 1e-6, (k, name)
+
+    proc, out = _eval([f"ckpt_path={run}", "replica=1", "predict.split=test"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert (results["replica"], results["seed"]) == (1, 6)
+    assert abs(results["metrics"]["test/acc"] - replica[1]["test/acc"]) <= 1e-6
+    rows = list(csv.DictReader(open(out / "predictions_test.csv")))
+    accuracy = sum(r["label"] == r["predicted"] for r in rows) / len(rows)
+    assert abs(accuracy - replica[1]["test/acc"]) <= 1e-6
+
+    proc, _ = _eval([f"ckpt_path={run}", "replica=2"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        "error: replica=2 does not exist; this run trained replicas 0..1"
+    )
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_stacked_loader_serves_each_replica_its_own_loaders_batches(augmented):
+    from dlfoundations.data import TensorBatchLoader
+    from dlfoundations.data.augment import random_crop_flip
+    from dlfoundations.replicas.data import StackedLoader
+
+    x = torch.randn(53, 3, 8, 8)
+    labels = [torch.randint(10, (53,)) for _ in range(3)]  # each replica's own (noisy) labels
+
+    def augment(batch, generator):
+        return (random_crop_flip(batch[0], 2, True, generator), batch[1])
+
+    def loader(k):
+        transform = augment if augmented else None
+        return TensorBatchLoader((x, labels[k]), 10, shuffle=True, seed=k, transform=transform, transform_seed=k)
+
+    stacked = StackedLoader([loader(k) for k in range(3)])
+    for epoch in (0, 1):
+        stacked.sampler.set_epoch(epoch)
+        alone = [loader(k) for k in range(3)]
+        for one in alone:
+            one.sampler.set_epoch(epoch)
+        batches = list(stacked)
+        assert len(batches) == len(stacked) == 6
+        for k, one in enumerate(alone):
+            for (xs, ys), (x1, y1) in zip(batches, one):
+                assert torch.equal(xs[k], x1) and torch.equal(ys[k], y1)

@@ -35,12 +35,13 @@ from dlfoundations.data.base import TEST_SETS
 from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
+from dlfoundations.replicas.build import build_replicas, num_replicas
 from dlfoundations.tasks import ClassificationModule
 from dlfoundations.train import instantiate, instantiate_group, save_config
 
 log = logging.getLogger(__name__)
 # Taken from conf/eval.yaml, not from the evaluated run: where eval writes, what it logs, what it does.
-EVAL_OWNED = ("paths", "callbacks", "logger", "task_name", "tags", "print_config", "ckpt_path", "predict")
+EVAL_OWNED = ("paths", "callbacks", "logger", "task_name", "tags", "print_config", "ckpt_path", "predict", "replica")
 # Training-only switches: eval always tests the checkpoint's weights.
 TRAIN_ONLY = ("train", "test", "weights", "skip_finished")
 _ABSENT = object()
@@ -220,11 +221,29 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     if torch.cuda.is_available() and run_cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(run_cfg.matmul_precision)
 
-    L.seed_everything(run_cfg.seed, workers=True, verbose=False)  # as in training: same data, same noise
-    datamodule = instantiate(run_cfg.data, "data")
-    net = instantiate(run_cfg.model, "model")
-    task = instantiate(run_cfg.task, "task", net=net)
-    checkpoint = check_checkpoint(str(ckpt), task)
+    replicas, replica = num_replicas(run_cfg), run_cfg.get("replica")
+    test_ckpt: str | None = str(ckpt)
+    if replicas > 1:  # a replicated run: all replicas stacked, or (replica=k) replica k alone
+        datamodule, net, replica_cfgs = build_replicas(run_cfg, instantiate)
+        task = instantiate(run_cfg.task, "task", net=net)
+        checkpoint = check_checkpoint(str(ckpt), task)
+        if replica is not None:
+            if isinstance(replica, bool) or not isinstance(replica, int) or not 0 <= replica < replicas:
+                raise UserError(f"replica={replica} does not exist; this run trained replicas 0..{replicas - 1}")
+            task.load_state_dict(checkpoint["state_dict"])
+            net, datamodule = net.replica(replica), datamodule.members[replica]
+            run_cfg = replica_cfgs[replica]
+            task, test_ckpt = instantiate(run_cfg.task, "task", net=net), None
+        elif split or inputs:
+            raise UserError(f"this run trained {replicas} replicas; predict for one of them with replica=<0..{replicas - 1}>")
+    else:
+        if replica not in (None, 0):
+            raise UserError(f"replica={replica}: this run trained one model (replicas=1); drop replica=")
+        L.seed_everything(run_cfg.seed, workers=True, verbose=False)  # as in training: same data, same noise
+        datamodule = instantiate(run_cfg.data, "data")
+        net = instantiate(run_cfg.model, "model")
+        task = instantiate(run_cfg.task, "task", net=net)
+        checkpoint = check_checkpoint(str(ckpt), task)
     if (split or inputs) and not isinstance(task, ClassificationModule):
         raise UserError(f"predict needs a classification task; this run's task is {type(task).__name__}")
     x_input = None
@@ -238,7 +257,7 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     if (split or inputs) and trainer.world_size > 1:
         raise UserError("predict runs on one device; set trainer.devices=1")
     trainer.test(
-        task, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=True, verbose=run_cfg.get("print_config", True)
+        task, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True, verbose=run_cfg.get("print_config", True)
     )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
@@ -270,6 +289,8 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         "predictions": written,
         "predict_input": str(Path(inputs).expanduser().resolve()) if inputs else None,
         "seed": run_cfg.seed,
+        # A replicated run: which replica (its seed above), or None for all (metrics replica_<k>/...).
+        "replica": replica if replicas > 1 else None,
     }
     if trainer.is_global_zero:
         atomic_write_json(output_dir / "eval_results.json", results)

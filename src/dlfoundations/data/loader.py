@@ -78,12 +78,14 @@ class TensorBatchLoader:
         seed = ((self.transform_seed * _MIX + self.sampler.epoch) * _MIX + self.rank) * _MIX + batch_index
         return torch.Generator(device=self.tensors[0].device).manual_seed(seed % 2**63)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+    def epoch_order(self) -> Tensor:
+        """The indices this rank serves in the current epoch, in order, on the tensors' device."""
         order = self.sampler.indices()
         if self.world_size > 1:
             order = order[: self.samples_per_rank * self.world_size][self.rank :: self.world_size]
-        num_batches = len(self)
-        order = order[: num_batches * self.batch_size].to(self.tensors[0].device)
-        for i, index in enumerate(order.split(self.batch_size)):
+        return order[: len(self) * self.batch_size].to(self.tensors[0].device)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        for i, index in enumerate(self.epoch_order().split(self.batch_size)):
             batch = tuple(t[index] for t in self.tensors)
             yield self.transform(batch, self._generator(i)) if self.transform is not None else batch

@@ -41,13 +41,15 @@ class StackedLoader:
         self.sampler = _Epochs(self.loaders)
         self.batch_sampler = None  # Lightning looks for a DataLoader's sampler attributes
         first = self.loaders[0]
-        # An evaluation set whose tensors all replicas share gives every replica the same batch:
-        # gather it once and expand it (a view, no copy).
-        self.shared = [
-            not first.sampler.shuffle
-            and first.transform is None
-            and all(loader.tensors[i] is first.tensors[i] for loader in self.loaders)
-            for i in range(len(first.tensors))
+        self.transformed = any(loader.transform is not None for loader in self.loaders)
+        # Per tensor: the one every replica shares (e.g. the inputs), or all replicas' stacked once
+        # (e.g. their own noisy labels), so that a batch is one gather per tensor.
+        self.stacked = [
+            any(loader.tensors[i] is not first.tensors[i] for loader in self.loaders) for i in range(len(first.tensors))
+        ]
+        self.sources = [
+            torch.stack([loader.tensors[i] for loader in self.loaders]) if stacked else first.tensors[i]
+            for i, stacked in enumerate(self.stacked)
         ]
 
     @property
@@ -59,11 +61,18 @@ class StackedLoader:
         return len(self.loaders[0])
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        replicas = len(self.loaders)
-        for batches in zip(*self.loaders):
+        if self.transformed:  # each replica's own augmentation: its loader's batches, stacked
+            for batches in zip(*self.loaders):
+                yield tuple(torch.stack(parts) for parts in zip(*batches))
+            return
+        # The replicas' index orders of this epoch as one [R, n] tensor: a batch of every replica
+        # is one gather per tensor (the same batches as each replica's own loader yields).
+        orders = torch.stack([loader.epoch_order() for loader in self.loaders])
+        replica = torch.arange(len(self.loaders), device=orders.device).unsqueeze(1)
+        for index in orders.split(self.loaders[0].batch_size, dim=1):
             yield tuple(
-                parts[0].expand(replicas, *parts[0].shape) if shared else torch.stack(parts)
-                for shared, parts in zip(self.shared, zip(*batches))
+                source[replica, index] if stacked else source[index]
+                for stacked, source in zip(self.stacked, self.sources)
             )
 
 
