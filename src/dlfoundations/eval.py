@@ -223,19 +223,24 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
 
     replicas, replica = num_replicas(run_cfg), run_cfg.get("replica")
     test_ckpt: str | None = str(ckpt)
+    datamodule: Any
+    net: nn.Module
     if replicas > 1:  # a replicated run: all replicas stacked, or (replica=k) replica k alone
-        datamodule, net, replica_cfgs = build_replicas(run_cfg, instantiate)
+        datamodule, stacked, replica_cfgs = build_replicas(run_cfg, instantiate)
+        net = stacked
         task = instantiate(run_cfg.task, "task", net=net)
         checkpoint = check_checkpoint(str(ckpt), task)
         if replica is not None:
             if isinstance(replica, bool) or not isinstance(replica, int) or not 0 <= replica < replicas:
                 raise UserError(f"replica={replica} does not exist; this run trained replicas 0..{replicas - 1}")
             task.load_state_dict(checkpoint["state_dict"])
-            net, datamodule = net.replica(replica), datamodule.members[replica]
+            net, datamodule = stacked.replica(replica), datamodule.members[replica]
             run_cfg = replica_cfgs[replica]
             task, test_ckpt = instantiate(run_cfg.task, "task", net=net), None
         elif split or inputs:
-            raise UserError(f"this run trained {replicas} replicas; predict for one of them with replica=<0..{replicas - 1}>")
+            raise UserError(
+                f"this run trained {replicas} replicas; predict for one of them with replica=<0..{replicas - 1}>"
+            )
     else:
         if replica not in (None, 0):
             raise UserError(f"replica={replica}: this run trained one model (replicas=1); drop replica=")
