@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     modules = [
         "data_path",
         "overhead",
-        *([] if args.no_sweep else ["sweep", "sweep_fit"]),
+        *([] if args.no_sweep else ["sweep", "sweep_fit", "replicas"]),
         "gpu_options",
         "fold_bn",
         "eval_schedule",
