@@ -232,3 +232,48 @@ def test_files_to_write_and_permission_errors_name_the_data_dir(tmp_path):
 
     with pytest.raises(UserError, match=r"^MNIST: no permission to write .*MNIST \(Permission denied\); .*data_dir"):
         open_dataset(denied, "MNIST", tmp_path, "the files", "use data=mnist1d")
+
+
+def test_train_eval_and_train_clean_share_one_pass_and_score_their_own_labels(tmp_path):
+    from dlfoundations.data.base import eval_groups
+    from dlfoundations.models import MLP
+    from dlfoundations.train import main
+    from tests.helpers import make_cfg
+
+    assert eval_groups(["test", "train_eval", "val", "train_clean"]) == [
+        ["test"],
+        ["train_eval", "train_clean"],
+        ["val"],
+    ]
+    sets = "[train_eval,test,train_clean]"
+    cfg = make_cfg(
+        [
+            "data.train_size=300",
+            "data.test_size=100",
+            "data.label_noise=0.4",
+            "model.width=16",
+            "trainer.max_epochs=30",
+            "optimizer=adam",
+            "optimizer.lr=0.01",
+            f"data.eval_sets={sets}",
+            f"data.test_sets={sets}",
+        ],
+        tmp_path,
+    )
+    results = main(cfg)
+    import hydra
+
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup()
+    loaders = dm.val_dataloader()
+    assert [len(loader.tensors) for loader in loaders] == [3, 2]  # (x, y_noisy, y_clean) and (x, y)
+    net = MLP(40, width=16)
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
+    with torch.no_grad():
+        predicted = net(dm.splits.x_train).argmax(1)
+    noisy = (predicted == dm.splits.y_train).float().mean().item()
+    clean = (predicted == dm.y_train_clean).float().mean().item()
+    assert abs(noisy - clean) > 0.05  # 40% noise: the two accuracies are different numbers
+    assert abs(results["metrics"]["train_eval/acc"] - noisy) <= 1e-6
+    assert abs(results["metrics"]["train_clean/acc"] - clean) <= 1e-6

@@ -35,8 +35,24 @@ from dlfoundations.errors import UserError
 # "test" may also be evaluated per epoch (epoch-wise double descent follows the test error).
 EVAL_SETS = ("val", "train_eval", "train_clean", "test")
 TEST_SETS = ("test", "val", "train_eval", "train_clean")
+# Sets with the same inputs (the training inputs, with noisy and with clean labels): one forward pass.
+SHARED_INPUTS = ("train_eval", "train_clean")
 # Offsets keep the label-noise, input-corruption, augmentation and shuffling streams independent.
 _LABEL_NOISE_STREAM, _INPUT_STREAM, _AUGMENT_STREAM = 1, 2, 3
+
+
+def eval_groups(names: list[str] | tuple[str, ...]) -> list[list[str]]:
+    """The evaluation sets served by one loader each, in order: ``train_eval`` and ``train_clean``
+    (the same inputs) share one, whose batches are ``(x, y_noisy, y_clean)``; every other set is
+    its own, ``(x, y)``. Datamodules and tasks both map loaders to sets with this."""
+    groups: list[list[str]] = []
+    for name in dict.fromkeys(names):
+        shared = next((g for g in groups if name in SHARED_INPUTS and g[0] in SHARED_INPUTS), None)
+        if shared is not None:
+            shared.append(name)
+        else:
+            groups.append([name])
+    return groups
 
 
 @dataclass
@@ -204,12 +220,12 @@ class InMemoryDataModule(L.LightningDataModule):
             return trainer.strategy.root_device
         return torch.device("cpu")
 
-    def _loader(self, x: Tensor, y: Tensor, train: bool) -> TensorBatchLoader:
+    def _loader(self, x: Tensor, *labels: Tensor, train: bool) -> TensorBatchLoader:
         device = self._target_device()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return TensorBatchLoader(
-            (x.to(device), y.to(device)),
+            (x.to(device), *(y.to(device) for y in labels)),
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             seed=self.seed,
@@ -224,6 +240,7 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._loader(s.x_train, s.y_train, train=True)
 
     def _eval_loaders(self, names: list[str]) -> list[TensorBatchLoader]:
+        """One loader per :func:`eval_groups` group: its inputs, then each set's labels."""
         s = self._require_setup()
         sources = {
             "val": (s.x_val, s.y_val),
@@ -231,7 +248,10 @@ class InMemoryDataModule(L.LightningDataModule):
             "train_eval": (s.x_train, s.y_train),
             "train_clean": (s.x_train, self.y_train_clean),
         }
-        return [self._loader(*sources[name], train=False) for name in names]
+        return [
+            self._loader(sources[group[0]][0], *(sources[name][1] for name in group), train=False)
+            for group in eval_groups(names)
+        ]
 
     def val_dataloader(self) -> list[TensorBatchLoader]:
         return self._eval_loaders(self.eval_sets)
@@ -239,7 +259,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def test_dataloader(self) -> TensorBatchLoader | list[TensorBatchLoader]:
         """The test set, or (``test_sets``) several sets evaluated once after fit."""
         loaders = self._eval_loaders(self.test_sets)
-        return loaders[0] if self.test_sets == ["test"] else loaders
+        return loaders[0] if len(loaders) == 1 else loaders
 
     def _require_setup(self) -> Splits:
         if self.splits is None:

@@ -115,7 +115,7 @@ class ReplicatedDataModule(L.LightningDataModule):
     def test_dataloader(self) -> StackedLoader | list[StackedLoader]:
         loaders = [self._as_list(m.test_dataloader()) for m in self.members]
         stacked = [StackedLoader(group) for group in zip(*loaders)]
-        return stacked[0] if self.test_sets == ["test"] else stacked
+        return stacked[0] if len(stacked) == 1 else stacked
 
     @staticmethod
     def _as_list(loaders: Any) -> list[TensorBatchLoader]:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
+from dlfoundations.data.base import eval_groups
 from dlfoundations.errors import UserError
 from dlfoundations.replicas.training import clip_norm_per_replica, replica_prefix
 from dlfoundations.tasks.optim import build_optimizer
@@ -109,11 +110,17 @@ class ClassificationModule(L.LightningModule):
             self.net.compile(**self.compile_options)  # in place: compiled on the first batch
             self._compiled = True
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
-        x, y = batch
+    def _step(self, batch: tuple[Tensor, ...], stages: list[str]) -> Tensor:
+        """Forward ``x`` once and record each stage's loss and accuracy against its own labels
+        (``batch = (x, *labels)``, one label tensor per stage); returns the first stage's loss."""
+        x, *labels = batch
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = self.net(x)
+        losses = [self._record(logits, y, stage) for y, stage in zip(labels, stages, strict=True)]
+        return losses[0]
+
+    def _record(self, logits: Tensor, y: Tensor, stage: str) -> Tensor:
         if self.replicas > 1:  # [R, B, C]: each replica's mean loss; their sum trains them all
             losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
             loss = losses.sum()
@@ -204,7 +211,7 @@ class ClassificationModule(L.LightningModule):
                 break
             batch = self.trainer.precision_plugin.convert_input(batch)
             batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
-            loss = self._step(batch, "train")
+            loss = self._step(batch, ["train"])
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()  # on_before_optimizer_step hooks (and clipping, below) run inside
@@ -269,11 +276,12 @@ class ClassificationModule(L.LightningModule):
                 "task.gradient_clip_val=1.0). Everything written so far is in the run dir"
             )
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._step(batch, self.eval_sets[dataloader_idx])
+    # One loader per eval_groups group: train_eval and train_clean share their inputs' forward pass.
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._step(batch, eval_groups(self.eval_sets)[dataloader_idx])
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._step(batch, self.test_sets[dataloader_idx])
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._step(batch, eval_groups(self.test_sets)[dataloader_idx])
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.optimizer_factory, self.net)

@@ -13,6 +13,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from dlfoundations.data.base import eval_groups
+
 if TYPE_CHECKING:
     from dlfoundations.models.random_features import RandomFeatures
 
@@ -86,8 +88,10 @@ class RidgeRegression(L.LightningModule):
         self.log(f"{stage}/err_tuned", sq[self.tuned_index].sqrt().float(), prog_bar=stage == "test")
         self.log(f"{stage}/err_fixed", sq[self.fixed_index].sqrt().float(), prog_bar=stage == "test")
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._accumulate(self.eval_sets[dataloader_idx], *batch)
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, *labels = batch  # one loader per eval_groups group: (x, y) or (x, y_noisy, y_clean)
+        for stage, y in zip(eval_groups(self.eval_sets)[dataloader_idx], labels, strict=True):
+            self._accumulate(stage, x, y)
 
     def on_validation_epoch_end(self) -> None:
         if "val" in self.sq_err:
