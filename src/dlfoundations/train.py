@@ -32,14 +32,8 @@ from dlfoundations.checkpoints import (
     load_weights,
     resolve_ckpt_path,
 )
-from dlfoundations.config import (
-    config_tree,
-    quiet_known_noise,
-    register_resolvers,
-    run_entry,
-    trainer_kwargs,
-    validate,
-)
+from dlfoundations.cli import quiet_known_noise, run_entry
+from dlfoundations.config import config_tree, validate
 from dlfoundations.errors import UserError
 from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
@@ -48,9 +42,9 @@ from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
 from dlfoundations.sweeps.requeue import requeued_checkpoint, slurm_restarts
 from dlfoundations.sweeps.slurm_launcher import register_launcher
+from dlfoundations.trainer import build_trainer, trainer_kwargs
 
 log = logging.getLogger(__name__)
-register_resolvers()
 register_launcher()  # hydra/launcher=slurm, also from an editable install
 quiet_known_noise()
 
@@ -118,7 +112,7 @@ class FitProgress(L.Callback):
 
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Train and test as ``cfg`` says; write ``results.json`` into the run dir; return the results."""
-    validate(cfg)  # wrong types and out-of-range values: one line, before any work is done
+    validate(cfg)  # values left unset, and what no schema or constructor checks: one line each
     preflight(cfg)  # paths, options, and whether the model fits the data and the task
     trainer_args = trainer_kwargs(cfg.trainer)  # likewise a GPU asked for where there is none
     pool = cfg.get("device_pool") or {}
@@ -170,7 +164,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         # callbacks.model_checkpoint=null (or callbacks=none) means no checkpoints, not Lightning's
         # default one written after every epoch.
         trainer_args["enable_checkpointing"] = False
-    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    trainer = build_trainer(trainer_args, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     hparams = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
