@@ -25,9 +25,9 @@ def type_error_line(err: BaseException) -> str | None:
         cause = cause.__cause__
     if cause is None and "ValidationError raised while composing" in str(err):
         # A config file (e.g. an experiment) sets the wrong type: Hydra keeps only the text.
-        lines = [line.strip() for line in str(err).splitlines()]
+        where, *lines = [line.strip() for line in str(err).splitlines()]
         key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "?")
-        return f"{key}: {lines[2]} ({lines[0].split(':')[0].removeprefix('In ')})"
+        return f"{key}: {lines[0]} (set in {where.split(':')[0].removeprefix('In ')})"
     if not isinstance(cause, ValidationError):
         return None
     message = str(cause.msg).strip().splitlines()[0]  # the rest names the schema class: noise here
