@@ -46,7 +46,7 @@ def compose_model(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from dlfoundations.cli import type_error_line
+    from dlfoundations.cli import composition_error_line
     from dlfoundations.compose import compose_config
     from dlfoundations.config import validate
     from dlfoundations.errors import UserError
@@ -57,7 +57,7 @@ def compose_model(overrides: list[str]):
         cfg = compose_config(overrides, output_dir=tempfile.gettempdir())
     except (HydraException, OmegaConfBaseException) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        first = type_error_line(err) or first
+        first = composition_error_line(err) or first
         missing = re.search(r"Could not find '([\w/]+)/[^/']*'", first)
         if missing:  # name the configs there are instead of Hydra's search path
             folder = importlib.resources.files("dlfoundations.conf").joinpath(missing.group(1))

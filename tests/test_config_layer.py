@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
-from dlfoundations.cli import type_error_line
+from dlfoundations.cli import composition_error_line
 from dlfoundations.errors import UserError
 from dlfoundations.schemas import GROUPS, PASSED_BY_SPINE, constructor_arguments
 from dlfoundations.trainer import build_trainer, trainer_kwargs
@@ -39,7 +39,7 @@ WRONG_TYPES = [
 def test_wrong_types_fail_when_the_config_is_composed(override, line, tmp_path):
     with pytest.raises(ConfigCompositionException) as err:
         make_cfg([override], tmp_path)
-    assert type_error_line(err.value) == line
+    assert composition_error_line(err.value) == line
 
 
 def test_a_config_file_with_a_wrong_type_fails_in_one_line(tmp_path):
@@ -47,7 +47,7 @@ def test_a_config_file_with_a_wrong_type_fails_in_one_line(tmp_path):
     (tmp_path / "experiment" / "bad.yaml").write_text("# @package _global_\ndata:\n  batch_size: many\n")
     with pytest.raises(ConfigCompositionException) as err:
         make_cfg([f"hydra.searchpath=[file://{tmp_path}]", "experiment=bad"], tmp_path / "run")
-    line = type_error_line(err.value)
+    line = composition_error_line(err.value)
     assert line is not None and "\n" not in line
     assert line.startswith("data.batch_size: Value 'many' of type 'str' could not be converted to Integer")
     assert "experiment/bad" in line
@@ -68,6 +68,7 @@ def test_the_cli_prints_a_wrong_type_as_one_line_with_exit_code_2(tmp_path):
         "data": ("train.py", ["data.batch_size=abc"]),
         "root": ("train.py", ["-m", "seed=0,x", "debug=fast"]),  # a sweep value too
         "eval": ("eval.py", ["ckpt_path=nowhere", "trainer.max_epochs=x"]),
+        "file": ("train.py", ["experiment=double_descent_rf", "data=cifar10"]),  # a key its data lacks
     }
     for name in args:
         (tmp_path / name).mkdir()
@@ -76,6 +77,8 @@ def test_the_cli_prints_a_wrong_type_as_one_line_with_exit_code_2(tmp_path):
         "data": "error: data.batch_size: Value 'abc' of type 'str' could not be converted to Integer",
         "root": "error: seed: Value 'x' of type 'str' could not be converted to Integer",
         "eval": "error: trainer.max_epochs: Value 'x' of type 'str' could not be converted to Integer",
+        "file": "error: data.stream (set in 'experiment/double_descent_rf') is no argument of the chosen data "
+        "config's class; choose one that takes it",
     }
     for name, proc in runs.items():
         _, err = proc.communicate(timeout=300)

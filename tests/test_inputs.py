@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from dlfoundations.cli import type_error_line
+from dlfoundations.cli import composition_error_line
 from dlfoundations.errors import UserError
 from dlfoundations.preflight import check_data_dir, check_fit, preflight
 from dlfoundations.train import instantiate, main
@@ -48,7 +48,15 @@ def test_every_experiment_takes_every_data_config_that_fits(
 ):
     own = own_data(experiment, tmp_path)
     overrides = [f"experiment={experiment}", f"data={data}", "debug=fast"]
-    cfg = make_cfg(overrides, tmp_path, data_root)
+    try:
+        cfg = make_cfg(overrides, tmp_path, data_root)
+    except ConfigCompositionException as err:  # the experiment sets an option this data config lacks
+        line = composition_error_line(err)
+        assert line is not None and data != own, f"experiment={experiment} must run on its own data: {err}"
+        key = line.split()[0].removeprefix("data.")
+        assert key in (OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").get("data") or {}), line
+        assert data not in OFFLINE or own in OFFLINE, f"experiment={experiment} data={data} must run: {line}"
+        return
     try:
         preflight(cfg)
         datamodule = instantiate(cfg.data, "data")
@@ -112,7 +120,10 @@ def test_integer_and_fractional_widths_follow_the_model_signature(tmp_path):
     # MLP takes width: int (a count), AlexNet width: float (a scale): the schemas follow the signatures.
     with pytest.raises(ConfigCompositionException) as err:
         make_cfg(["model=mlp", "model.width=1.5"], tmp_path)
-    assert type_error_line(err.value) == "model.width: Value '1.5' of type 'float' could not be converted to Integer"
+    assert (
+        composition_error_line(err.value)
+        == "model.width: Value '1.5' of type 'float' could not be converted to Integer"
+    )
     assert make_cfg(["model=alexnet", "data=mnist_bundled", "model.width=0.5"], tmp_path).model.width == 0.5
 
 

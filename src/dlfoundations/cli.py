@@ -18,28 +18,37 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 
-def type_error_line(err: BaseException) -> str | None:
-    """One line for a composition error that is a value of the wrong type (None for others)."""
+def composition_error_line(err: BaseException) -> str | None:
+    """One line for a composition error that is a value of the wrong type, or a key a config file
+    (e.g. an experiment) sets that the chosen option's schema lacks; None for other errors."""
+    text = str(err)
+    if "raised while composing config" in text:  # from a config file: Hydra keeps only the text
+        where, *lines = [line.strip() for line in text.splitlines()]
+        kind = where.split(":")[1].split()[0]
+        where = where.split(":")[0].removeprefix("In ")
+        key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "?")
+        if kind == "ValidationError":
+            return f"{key}: {lines[0]} (set in {where})"
+        if kind == "ConfigKeyError":
+            group = key.split(".")[0]
+            return (
+                f"{key} (set in {where}) is no argument of the chosen {group} config's class; choose one that takes it"
+            )
+        return None
     cause: BaseException | None = err
     while cause is not None and not isinstance(cause, ValidationError):
         cause = cause.__cause__
-    if cause is None and "ValidationError raised while composing" in str(err):
-        # A config file (e.g. an experiment) sets the wrong type: Hydra keeps only the text.
-        where, *lines = [line.strip() for line in str(err).splitlines()]
-        key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "?")
-        return f"{key}: {lines[0]} (set in {where.split(':')[0].removeprefix('In ')})"
     if not isinstance(cause, ValidationError):
         return None
     message = str(cause.msg).strip().splitlines()[0]  # the rest names the schema class: noise here
-    if cause.full_key:
-        return f"{cause.full_key}: {message}"
-    return message
+    return f"{cause.full_key}: {message}" if cause.full_key else message
 
 
 def run_entry(entry: Callable[[], Any]) -> None:
     """Run a Hydra entry point (``@hydra.main`` function). A composition error that is a wrong type
-    is one ``error:`` line and exit code 2; when Hydra rejects an override whose key does not exist
-    (exit 1), the valid keys at that place are printed too."""
+    (or a key a config file sets that its group's option lacks) is one ``error:`` line and exit
+    code 2; when Hydra rejects an override whose key does not exist (exit 1), the valid keys at
+    that place are printed too."""
     own = "HYDRA_FULL_ERROR" not in os.environ  # set by the user: Hydra's full traces, as asked
     if own:
         # Hydra re-raises its errors instead of printing them in several lines: see below.
@@ -49,7 +58,7 @@ def run_entry(entry: Callable[[], Any]) -> None:
     except CompactHydraException as err:  # composition: bad override, unknown option or key
         if not own:
             raise
-        line = type_error_line(err)
+        line = composition_error_line(err)
         if line is not None:
             print(f"error: {line}", file=sys.stderr)
             sys.exit(2)
