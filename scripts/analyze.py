@@ -84,8 +84,8 @@ def main(argv: list[str]) -> int:
     from torch import nn
 
     from dlfoundations.analysis.counting import count_model
+    from dlfoundations.atomic import atomic_write_text
     from dlfoundations.errors import UserError
-    from dlfoundations.io import atomic_write_text
 
     try:
         if not argv:

@@ -211,7 +211,7 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_written_files_get_the_permissions_the_umask_gives(umask, tmp_path):
-    from dlfoundations.io import atomic_write_text, current_umask
+    from dlfoundations.atomic import atomic_write_text, current_umask
 
     previous = os.umask(umask)
     try:

@@ -29,13 +29,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from dlfoundations.atomic import atomic_write_json, atomic_write_text
 from dlfoundations.checkpoints import check_checkpoint
 from dlfoundations.cli import run_entry
 from dlfoundations.config import config_tree, validate
 from dlfoundations.data.base import TEST_SETS
 from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.tasks import ClassificationModule
 from dlfoundations.train import instantiate, instantiate_group, save_config
 from dlfoundations.trainer import build_trainer, trainer_kwargs

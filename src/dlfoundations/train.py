@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from dlfoundations.atomic import atomic_write_json, atomic_write_text
 from dlfoundations.callbacks.resume_hint import ResumeHint
 from dlfoundations.checkpoints import (
     AtomicCheckpointIO,
@@ -35,7 +36,6 @@ from dlfoundations.checkpoints import (
 from dlfoundations.cli import quiet_known_noise, run_entry
 from dlfoundations.config import config_tree, validate
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
 from dlfoundations.preflight import preflight
 from dlfoundations.sweeps.devices import sweep_job_device

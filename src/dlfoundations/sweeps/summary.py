@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from dlfoundations.atomic import atomic_write_text
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write_text
 from dlfoundations.sweeps.jobs import job_identity, recorded_identity
 
 log = logging.getLogger(__name__)
