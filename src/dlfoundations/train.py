@@ -38,6 +38,7 @@ from dlfoundations.config import config_tree, validate
 from dlfoundations.errors import UserError
 from dlfoundations.models import count_parameters
 from dlfoundations.preflight import preflight
+from dlfoundations.schemas import register_schemas
 from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
 from dlfoundations.sweeps.requeue import requeued_checkpoint, slurm_restarts
@@ -45,6 +46,7 @@ from dlfoundations.sweeps.slurm_launcher import register_launcher
 from dlfoundations.trainer import build_trainer, trainer_kwargs
 
 log = logging.getLogger(__name__)
+register_schemas()  # also where a launcher's worker composes a job without importing dlfoundations.conf first
 register_launcher()  # hydra/launcher=slurm, also from an editable install
 quiet_known_noise()
 
