@@ -122,8 +122,11 @@ def test_every_group_option_is_typed_by_its_constructor(group, tmp_path):
         schema = OmegaConf.get_type(node)
         assert dataclasses.is_dataclass(schema), f"{group}={option} has no schema"
         params, _, _ = constructor_arguments(hydra.utils.get_object(node._target_))
-        wanted = {k for k, p in params.items() if p.default is not p.empty and k not in PASSED_BY_SPINE}
+        plain = (int, float, str, bool, type(None), list, tuple)  # defaults a config can hold
+        wanted = {k for k, p in params.items() if isinstance(p.default, plain) and k not in PASSED_BY_SPINE}
         assert wanted <= set(node), f"{group}={option} lacks {sorted(wanted - set(node))}"
+        unset = [k for k in node if OmegaConf.is_missing(node, k)]
+        assert unset == [], f"{group}={option} leaves {unset} unset"
         raw = OmegaConf.to_container(node, resolve=False)  # interpolations kept as text
         ints = [f.name for f in dataclasses.fields(schema) if f.type is int and "${" not in str(raw[f.name])]
         if ints:  # an int argument refuses a word

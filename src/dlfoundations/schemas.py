@@ -73,9 +73,8 @@ def node_type(hint: Any) -> Any:
     members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     kinds: list[Any] = []
     for member in members:
-        if typing.get_origin(member) is Literal:
-            member = typing.Union[tuple({type(a) for a in typing.get_args(member)})]  # noqa: UP007
-            kinds += [m for m in typing.get_args(member) or (member,) if m not in kinds]
+        if typing.get_origin(member) is Literal:  # the types of its values
+            kinds += [t for t in dict.fromkeys(type(a) for a in typing.get_args(member)) if t not in kinds]
         elif (
             member in _PRIMITIVES
             or member is type(None)
@@ -97,7 +96,7 @@ def _container(hint: Any) -> bool:
 
 
 def _plain(value: Any) -> Any:
-    """A default as a config value (tuples become lists); ``MISSING`` where it is none."""
+    """A default as a config value (tuples become lists); ``MISSING`` where no config can hold it."""
     if isinstance(value, tuple):
         value = list(value)
     try:
@@ -117,9 +116,9 @@ def schema(target: str, keys: list[str], name: str) -> type:
     fields: list[tuple[str, Any, Any]] = [("_target_", str, dataclasses.field(default=MISSING))]
     fields += [(k, Any, dataclasses.field(default=MISSING)) for k in _HYDRA_KEYS[1:] if k in keys]
     for arg, param in params.items():
-        if arg in PASSED_BY_SPINE or (param.default is param.empty and arg not in keys):
-            continue
         default = MISSING if param.default is param.empty else _plain(param.default)
+        if arg in PASSED_BY_SPINE or (default is MISSING and arg not in keys):
+            continue  # what no config can hold (a tensor, a dtype) is passed, or left to its default
         kind = node_type(hints.get(arg))
         if default is None and kind is not Any and type(None) not in typing.get_args(kind):
             kind = typing.Optional[kind]  # noqa: UP045 (a None default means None is allowed)
