@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dlfoundations.config import compose_config
+from dlfoundations.compose import compose_config
 from dlfoundations.train import main
 
 # name -> model overrides; 500 epochs with 25 evaluations (quick: 100 epochs with 5, the same share)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks.data_path import _write_idx
-from dlfoundations.config import compose_config
+from dlfoundations.compose import compose_config
 from dlfoundations.train import main
 
 QUIET = ["print_config=false", "test=false", "logger=csv"]

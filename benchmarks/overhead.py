@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from dlfoundations.config import compose_config
+from dlfoundations.compose import compose_config
 from dlfoundations.data import TensorBatchLoader
 from dlfoundations.train import main
 

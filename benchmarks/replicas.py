@@ -35,7 +35,7 @@ NO_EVAL = ["data.eval_sets=[]", "callbacks.eval_schedule=null"]
 def _fit_seconds(width: int, replicas: int, epochs: int, data_dir: str) -> float:
     import torch
 
-    from dlfoundations.config import compose_config
+    from dlfoundations.compose import compose_config
     from dlfoundations.train import main
 
     torch.set_num_threads(1)

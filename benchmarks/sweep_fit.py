@@ -42,7 +42,7 @@ def _hand_job(args: tuple[int, int, str]) -> tuple[int, float, float]:
     import torch
     import torch.nn.functional as F
 
-    from dlfoundations.config import compose_config
+    from dlfoundations.compose import compose_config
     from dlfoundations.data import TensorBatchLoader
 
     torch.set_num_threads(1)

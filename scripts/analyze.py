@@ -46,15 +46,18 @@ def compose_model(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from dlfoundations.config import compose_config, validate
+    from dlfoundations.cli import composition_error_line
+    from dlfoundations.compose import compose_config
+    from dlfoundations.config import validate
     from dlfoundations.errors import UserError
 
     try:
-        # As a run would compose it (paths in a scratch dir: nothing is written), so that
-        # validate() checks types and ranges exactly as training does.
+        # As a run would compose it (paths in a scratch dir: nothing is written): the schemas check
+        # types exactly as in training (the constructor checks ranges below).
         cfg = compose_config(overrides, output_dir=tempfile.gettempdir())
     except (HydraException, OmegaConfBaseException) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = composition_error_line(err) or first
         missing = re.search(r"Could not find '([\w/]+)/[^/']*'", first)
         if missing:  # name the configs there are instead of Hydra's search path
             folder = importlib.resources.files("dlfoundations.conf").joinpath(missing.group(1))
@@ -81,8 +84,8 @@ def main(argv: list[str]) -> int:
     from torch import nn
 
     from dlfoundations.analysis.counting import count_model
+    from dlfoundations.atomic import atomic_write_text
     from dlfoundations.errors import UserError
-    from dlfoundations.io import atomic_write_text
 
     try:
         if not argv:

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from dlfoundations.config import compose_config, register_resolvers
+from dlfoundations.compose import compose_config
 from dlfoundations.models import CNN, VGG, LNiN, PreActResNet18, ResNet18, SmallNet, STMNet
 
-register_resolvers()
 REPO = Path(__file__).resolve().parents[1]
 
 # Every model family with BN, scaled down for CPU tests: family -> build(batch_norm).

@@ -17,6 +17,7 @@ from dlfoundations.checkpoints import check_checkpoint, load_weights
 from dlfoundations.config import validate
 from dlfoundations.errors import UserError
 from dlfoundations.models import MLP
+from dlfoundations.preflight import preflight
 from dlfoundations.train import instantiate, main
 from tests.helpers import REPO, make_cfg
 
@@ -129,16 +130,18 @@ def test_relaunching_a_sweep_with_skip_finished_completes_it(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.label_noise=1.5", r"data.label_noise=1.5 is out of range; use a value >= 0 and <= 1"),
-        ("model.width=0", r"model.width=0 is out of range; use a value > 0"),
-        ("data.batch_size=abc", r"data.batch_size='abc' must be an integer"),
-        ("optimizer.lr=-1", r"optimizer.lr=-1 is out of range"),
-        ("seed=1.5", r"seed=1.5 must be an integer"),
+        # ranges: checked by the constructors (data, model, optimizer) or, for root keys, by validate
+        ("data.label_noise=1.5", r"^data.label_noise=1.5 is out of range; use a value in \[0, 1\]$"),
+        ("model.width=0", r"^model: model.width .*must be >= 1"),
+        ("optimizer.lr=-1", r"^optimizer: Invalid learning rate: -1.0$"),
+        ("seed=-1", r"^seed=-1 is out of range; use a value >= 0 and < 2\*\*32$"),
     ],
 )
 def test_bad_values_are_one_line_errors(override, message, tmp_path):
+    cfg = make_cfg(["experiment=memorize_cpu", "model=mlp", override], tmp_path)
     with pytest.raises(UserError, match=message) as err:
-        validate(make_cfg(["experiment=memorize_cpu", override], tmp_path))
+        validate(cfg)
+        preflight(cfg)
     assert "\n" not in str(err.value)
 
 
@@ -151,7 +154,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     err = bad_value.stderr.read()
     assert bad_value.returncode == 2 and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        "error: data.label_noise=1.5 is out of range; use a value >= 0 and <= 1"
+        "error: data.label_noise=1.5 is out of range; use a value in [0, 1]"
     ]
     err = unknown_option.stderr.read()
     assert unknown_option.returncode != 0 and "Traceback" not in err
@@ -208,7 +211,7 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_written_files_get_the_permissions_the_umask_gives(umask, tmp_path):
-    from dlfoundations.io import atomic_write_text, current_umask
+    from dlfoundations.atomic import atomic_write_text, current_umask
 
     previous = os.umask(umask)
     try:

@@ -31,7 +31,7 @@ def test_compiled_net_trains_the_same_and_keeps_its_state_dict_keys(tmp_path):
 def test_channels_last_takes_the_same_steps_in_a_conv_net(tmp_path, data_root, cifar_files_accepted):
     # Two steps: later the rounding differences of other conv kernels grow, as between any two
     # conv algorithms at lr 0.1 (on this data a max-pool or ReLU tie flips at the third step).
-    steps = [*CIFAR, "+trainer.max_steps=2"]
+    steps = [*CIFAR, "trainer.max_steps=2"]
     plain, state = _run(steps, tmp_path / "plain", data_root)
     last, state_l = _run([*steps, "channels_last=true"], tmp_path / "last", data_root)
     conv = next(k for k, v in state_l.items() if v.dim() == 4)

@@ -116,13 +116,13 @@ def test_plateau_scheduler_steps_on_its_monitored_metric(tmp_path):
 
 
 def test_max_steps_stops_inside_a_call(tmp_path):
-    results = main(make_cfg([*MLP, "steps_per_call=4", "+trainer.max_steps=6"], tmp_path))
+    results = main(make_cfg([*MLP, "steps_per_call=4", "trainer.max_steps=6"], tmp_path))
     assert results["global_step"] == 6
 
 
 def test_trainer_clipping_points_to_the_task_option(tmp_path):
     with pytest.raises(UserError, match=r"trainer.gradient_clip_val=1.0: .*set task.gradient_clip_val=1.0"):
-        main(make_cfg([*MLP, "+trainer.gradient_clip_val=1.0"], tmp_path))
+        main(make_cfg([*MLP, "trainer.gradient_clip_val=1.0"], tmp_path))
 
 
 def test_divergence_is_caught_with_several_steps_per_call(tmp_path):

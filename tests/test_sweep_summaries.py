@@ -172,7 +172,7 @@ def test_summarize_script_bad_dirs_are_one_line(tmp_path, capsys, make, message)
     [
         (["model=nonexistent"], "Could not find 'model/nonexistent'; available: alexnet, cnn, "),
         (["model=vgg16", "data=mnist1d"], "VGG cannot take an input of shape [40]"),
-        (["model=mlp", "model.width=abc"], "model.width='abc' must be an integer or number"),
+        (["model=mlp", "model.width=abc"], "model.width: Value 'abc' of type 'str' could not be converted to Integer"),
         (["model=mlp", "input_shape=[3,x]"], "input_shape=[3,x] is not a list of positive integers"),
         (["model=mlp", "nonexistent.key=1"], "Could not override 'nonexistent.key'"),
         ([], "name a model config"),

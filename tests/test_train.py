@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
-from dlfoundations.config import trainer_kwargs
 from dlfoundations.errors import UserError
 from dlfoundations.train import main
+from dlfoundations.trainer import trainer_kwargs
 from tests.helpers import make_cfg, run_cli
 
 SHORT_RANDOM_LABELS = [

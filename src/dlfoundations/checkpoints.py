@@ -21,8 +21,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from dlfoundations.atomic import atomic_write
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write
 
 log = logging.getLogger(__name__)
 

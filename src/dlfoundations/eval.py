@@ -29,15 +29,17 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from dlfoundations.atomic import atomic_write_json, atomic_write_text
 from dlfoundations.checkpoints import check_checkpoint
-from dlfoundations.config import config_tree, run_entry, trainer_kwargs, validate
+from dlfoundations.cli import run_entry
+from dlfoundations.config import config_tree, validate
 from dlfoundations.data.base import TEST_SETS
 from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.replicas.build import build_replicas, num_replicas
 from dlfoundations.tasks import ClassificationModule
 from dlfoundations.train import instantiate, instantiate_group, save_config
+from dlfoundations.trainer import build_trainer, trainer_kwargs
 
 log = logging.getLogger(__name__)
 # Taken from conf/eval.yaml, not from the evaluated run: where eval writes, what it logs, what it does.
@@ -258,7 +260,9 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
 
     callbacks = instantiate_group(run_cfg.get("callbacks"), "callbacks")
     loggers = instantiate_group(run_cfg.get("logger"), "logger")
-    trainer = L.Trainer(**{**trainer_args, "enable_checkpointing": False}, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(
+        {**trainer_args, "enable_checkpointing": False}, callbacks=callbacks, logger=loggers or False
+    )
     if (split or inputs) and trainer.world_size > 1:
         raise UserError("predict runs on one device; set trainer.devices=1")
     trainer.test(

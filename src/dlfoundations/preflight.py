@@ -2,8 +2,9 @@
 
 - :func:`check_task_name`: values that form paths (``task_name``) stay inside ``paths.log_dir``.
   :class:`RunDirGuard` applies it as a Hydra callback, before Hydra creates the run dir.
-- :func:`check_options`: every data/model config key is an argument of its class, and values for
-  integer arguments (``width: int``) are integers; read from the classes' signatures.
+- :func:`check_options`: every data/model config key is an argument of its class (types are the
+  schemas' job, at compose time).
+- :func:`check_optimizer`: the optimizer's constructor accepts its values (``optimizer.lr=-1``).
 - :func:`check_data_dir`: the data dir is a directory, and what the data module will write
   there (downloads, caches: ``files_to_write``) can be written.
 - :func:`check_fit`: the model is built and run on a zero batch of ``data.input_shape``; its output
@@ -12,11 +13,8 @@
 """
 
 import copy
-import inspect
 import sys
 import tempfile
-import types
-import typing
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
@@ -30,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from dlfoundations.errors import UserError
+from dlfoundations.schemas import constructor_arguments
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 
@@ -38,6 +37,7 @@ def preflight(cfg: DictConfig) -> None:
     """All checks of this module, cheapest first."""
     check_task_name(cfg.get("task_name"))
     check_options(cfg)
+    check_optimizer(cfg)
     check_fit(cfg)
     check_data_dir(cfg)
 
@@ -111,38 +111,6 @@ def check_data_dir(cfg: DictConfig) -> None:
 
 
 # -- options ----------------------------------------------------------------------------------
-def _arguments(cls: type) -> tuple[dict[str, Any], bool]:
-    """Constructor arguments of ``cls`` and its bases (through ``**kwargs``), name -> type hint,
-    and whether the chain ends open (``**kwargs`` into a class whose arguments are unknown)."""
-    found: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        if klass.__module__.split(".")[0] in ("torch", "lightning", "builtins"):
-            return found, klass is not nn.Module and klass is not object
-        try:
-            hints = typing.get_type_hints(vars(klass)["__init__"])
-        except Exception:  # unresolvable annotations: names only
-            hints = {}
-        open_ = False
-        for p in list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]:
-            if p.kind is p.VAR_KEYWORD:
-                open_ = True
-            elif p.kind is not p.VAR_POSITIONAL:
-                found.setdefault(p.name, hints.get(p.name))
-        if not open_:
-            return found, False
-    return found, False
-
-
-def _wants_int(hint: Any) -> bool:
-    """``int`` or ``int | None``, but not ``int | float``."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        return int in args and float not in args
-    return hint is int
-
-
 def _choice(group: str) -> str | None:
     if HydraConfig.initialized():
         return HydraConfig.get().runtime.choices.get(group)
@@ -160,14 +128,14 @@ def _conf_files(group: str) -> dict[str, DictConfig]:
 
 
 def check_options(cfg: DictConfig) -> None:
-    """Unknown keys and non-integer values for integer arguments, for ``data`` and ``model``."""
+    """Keys of ``data`` and ``model`` that are no argument of their class."""
     for group in ("data", "model"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
-        cls = hydra.utils.get_class(node._target_)
-        arguments, open_ = _arguments(cls)
-        label = f"{group}={_choice(group) or cls.__name__}"
+        cls = hydra.utils.get_object(node._target_)
+        arguments, _, open_ = constructor_arguments(cls)
+        label = f"{group}={_choice(group) or getattr(cls, '__name__', node._target_)}"
         unknown = sorted(str(k) for k in node if k not in arguments and k not in _HYDRA_KEYS)
         if unknown and not open_:
             raise UserError(
@@ -175,21 +143,22 @@ def check_options(cfg: DictConfig) -> None:
                 f"{', '.join(sorted(arguments))}. Remove it with ~{group}.{unknown[0]} or choose "
                 f"another {group} config"
             )
-        for key, hint in arguments.items():
-            value = OmegaConf.select(node, key, default=None, throw_on_resolution_failure=False)
-            if _wants_int(hint) and isinstance(value, float):
-                fractional = sorted(
-                    name
-                    for name, c in _conf_files(group).items()
-                    if key in c
-                    and "_target_" in c
-                    and not _wants_int(_arguments(hydra.utils.get_class(c._target_))[0].get(key, int))
-                )
-                also = f"; {group} configs that take a fractional {key}: {', '.join(fractional)}" if fractional else ""
-                raise UserError(
-                    f"{group}.{key}={value} must be an integer for {label} (a count: {cls.__name__} "
-                    f"takes {key}: int){also}"
-                )
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    """Build the configured optimizer on one parameter, so that its constructor's range checks
+    (``lr >= 0``, ...) stop a bad value now, in one line, not in the middle of ``fit``."""
+    node = cfg.get("optimizer")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return
+    from dlfoundations.tasks.optim import build_optimizer
+    from dlfoundations.train import instantiate  # here: train imports this module
+
+    factory = instantiate(node, "optimizer")
+    try:
+        build_optimizer(factory, nn.Linear(1, 1))
+    except (ValueError, TypeError) as err:
+        raise UserError(f"optimizer: {_first_line(err)}") from err
 
 
 # -- model x data x task ----------------------------------------------------------------------

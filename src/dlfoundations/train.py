@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from dlfoundations.atomic import atomic_write_json, atomic_write_text
 from dlfoundations.callbacks.resume_hint import ResumeHint
 from dlfoundations.checkpoints import (
     AtomicCheckpointIO,
@@ -32,26 +33,21 @@ from dlfoundations.checkpoints import (
     load_weights,
     resolve_ckpt_path,
 )
-from dlfoundations.config import (
-    config_tree,
-    quiet_known_noise,
-    register_resolvers,
-    run_entry,
-    trainer_kwargs,
-    validate,
-)
+from dlfoundations.cli import quiet_known_noise, run_entry
+from dlfoundations.config import config_tree, validate
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.models import count_parameters
 from dlfoundations.preflight import preflight
 from dlfoundations.replicas.build import build_replicas, check_replicable, num_replicas, write_replica_results
+from dlfoundations.schemas import register_schemas
 from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
 from dlfoundations.sweeps.requeue import requeued_checkpoint, slurm_restarts
 from dlfoundations.sweeps.slurm_launcher import register_launcher
+from dlfoundations.trainer import build_trainer, trainer_kwargs
 
 log = logging.getLogger(__name__)
-register_resolvers()
+register_schemas()  # also where a launcher's worker composes a job without importing dlfoundations.conf first
 register_launcher()  # hydra/launcher=slurm, also from an editable install
 quiet_known_noise()
 
@@ -119,10 +115,10 @@ class FitProgress(L.Callback):
 
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Train and test as ``cfg`` says; write ``results.json`` into the run dir; return the results."""
-    validate(cfg)  # wrong types and out-of-range values: one line, before any work is done
-    preflight(cfg)  # paths, options, and whether the model fits the data and the task
-    trainer_args = trainer_kwargs(cfg.trainer)  # likewise a GPU asked for where there is none
+    validate(cfg)  # values left unset, and what no schema or constructor checks: one line each
+    trainer_args = trainer_kwargs(cfg.trainer)  # a GPU asked for where there is none: one line
     check_replicable(cfg, trainer_args)  # replicas=R: nothing that would couple the replicas
+    preflight(cfg)  # paths, options, and whether the model fits the data and the task
     pool = cfg.get("device_pool") or {}
     with sweep_job_device(trainer_args, pool.get("jobs_per_gpu", 1), pool.get("cpu_threads", 1)):
         try:
@@ -177,7 +173,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         # callbacks.model_checkpoint=null (or callbacks=none) means no checkpoints, not Lightning's
         # default one written after every epoch.
         trainer_args["enable_checkpointing"] = False
-    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    trainer = build_trainer(trainer_args, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     hparams = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)

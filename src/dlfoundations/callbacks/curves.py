@@ -6,7 +6,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from dlfoundations.io import atomic_write
+from dlfoundations.atomic import atomic_write
 from dlfoundations.replicas.training import replica_prefix, runs_in, split_by_replica
 
 

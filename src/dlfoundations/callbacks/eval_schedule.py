@@ -17,8 +17,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from dlfoundations.atomic import atomic_write, atomic_write_text
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write, atomic_write_text
 from dlfoundations.replicas.training import replica_prefix, runs_in, split_by_replica
 
 SPACINGS = ("log", "linear", "all")

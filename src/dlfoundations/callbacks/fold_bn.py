@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from dlfoundations.analysis import fold_batchnorm, median_seconds
+from dlfoundations.atomic import atomic_write, atomic_write_json
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 

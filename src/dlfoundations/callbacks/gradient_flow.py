@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from dlfoundations.io import atomic_write, atomic_write_json
+from dlfoundations.atomic import atomic_write, atomic_write_json
 
 
 class GradientFlow(L.Callback):

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from mnist1d.data import get_dataset_args, make_dataset
 
+from dlfoundations.atomic import atomic_write
 from dlfoundations.data.base import InMemoryDataModule, Splits
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write
 
 
 class MNIST1DDataModule(InMemoryDataModule):

@@ -15,8 +15,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from dlfoundations.atomic import atomic_write_json, atomic_write_text
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.replicas.data import ReplicatedDataModule
 from dlfoundations.replicas.nets import StackedNet, stack_nets
 from dlfoundations.replicas.training import replica_prefix, split_by_replica

@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
+from dlfoundations.atomic import atomic_write, atomic_write_text
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write, atomic_write_text
 
 BANDS = ("std", "ci95", "none")
 BAND_LABEL = {"std": "band: mean ± std over seeds", "ci95": "band: 95% CI of the mean over seeds", "none": ""}

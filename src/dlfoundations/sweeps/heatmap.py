@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from dlfoundations.io import atomic_write
+from dlfoundations.atomic import atomic_write
 from dlfoundations.sweeps.aggregate import config_value, to_float, varying_keys
 from dlfoundations.sweeps.summary import job_dirs
 

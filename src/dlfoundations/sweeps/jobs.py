@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from dlfoundations.io import atomic_write_text
+from dlfoundations.atomic import atomic_write_text
 
 # Overrides that change how a sweep is run, not what a job computes.
 NOT_IDENTITY = ("skip_finished",)

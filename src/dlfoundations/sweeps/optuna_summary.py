@@ -16,7 +16,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dlfoundations.io import atomic_write_text
+from dlfoundations.atomic import atomic_write_text
 from dlfoundations.sweeps.summary import collect
 
 log = logging.getLogger(__name__)

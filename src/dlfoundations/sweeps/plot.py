@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlfoundations.io import atomic_write
+from dlfoundations.atomic import atomic_write
 from dlfoundations.sweeps.summary import to_float
 
 

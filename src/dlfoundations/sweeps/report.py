@@ -25,8 +25,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dlfoundations.atomic import atomic_write, atomic_write_json, atomic_write_text
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write, atomic_write_json, atomic_write_text
 from dlfoundations.sweeps.aggregate import (
     config_value,
     job_overrides,

@@ -25,8 +25,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
+from dlfoundations.atomic import atomic_write_json, atomic_write_text
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write_json, atomic_write_text
 from dlfoundations.sweeps.jobs import job_result
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from dlfoundations.atomic import atomic_write_text
 from dlfoundations.errors import UserError
-from dlfoundations.io import atomic_write_text
 from dlfoundations.sweeps.jobs import job_identity, recorded_identity, replica_dirs
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: s
     """Log the summary table and plot as one W&B run in the sweep's group (offline without a key)."""
     import wandb
 
-    from dlfoundations.config import _wandb_offline
+    from dlfoundations.resolvers import wandb_offline
 
     cols = columns(rows)
     run = wandb.init(
@@ -259,7 +259,7 @@ def log_summary_to_wandb(sweep_dir: Path, rows: list[dict[str, Any]], project: s
         job_type="sweep_summary",
         name=f"{sweep_dir.name}-summary",
         dir=str(sweep_dir),
-        mode="offline" if _wandb_offline() else "online",
+        mode="offline" if wandb_offline() else "online",
         reinit=True,
     )
     table = wandb.Table(columns=list(cols), data=[[row.get(c) for c in cols] for row in rows])

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlfoundations.io import atomic_write_json
+from dlfoundations.atomic import atomic_write_json
 from dlfoundations.sweeps.aggregate import config_value, to_float
 
 

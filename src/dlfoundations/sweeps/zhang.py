@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlfoundations.io import atomic_write, atomic_write_text
+from dlfoundations.atomic import atomic_write, atomic_write_text
 from dlfoundations.sweeps.aggregate import config_value, mean_std_ci, to_float
 
 

@@ -1,0 +1,61 @@
+"""The Trainer of a run, built from ``cfg.trainer`` (``_target_: lightning.Trainer``).
+
+``trainer.gpus=N`` is an alias (Lightning 1.x style) for ``accelerator=gpu devices=N``; asking for
+a GPU where torch sees none stops in one line.
+"""
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import hydra
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
+
+from dlfoundations.errors import UserError
+
+CPU_HINT = "run on CPU with trainer=cpu (or leave trainer.gpus unset)"
+
+
+def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """The resolved ``cfg.trainer`` as a dict, mapping ``gpus=N`` to ``accelerator="gpu",
+    devices=N`` and failing with one clear line when CUDA is missing."""
+    kwargs = cast(dict[str, Any], OmegaConf.to_container(trainer_cfg, resolve=True))
+    kwargs.setdefault("_target_", "lightning.Trainer")  # a run config written before the trainer had one
+    gpus = kwargs.pop("gpus", None)
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus is not None:
+        if isinstance(gpus, Sequence) and not isinstance(gpus, str):
+            wanted = len(gpus)
+        elif isinstance(gpus, int) and not isinstance(gpus, bool):
+            wanted = gpus
+        else:
+            raise UserError(f"trainer.gpus={gpus!r} must be a number of GPUs (-1: all) or a list of GPU ids")
+        if wanted == 0:
+            kwargs.update(accelerator="cpu", devices=1)
+            return kwargs
+        if wanted < 0:
+            wanted = available or 1
+        if wanted > available:
+            raise UserError(
+                f"trainer.gpus={gpus} asks for {wanted} GPU(s) but torch sees {available} CUDA "
+                f"device(s) here; {CPU_HINT}."
+            )
+        kwargs.update(accelerator="gpu", devices=gpus)
+    elif str(kwargs.get("accelerator")) in {"gpu", "cuda"} and available == 0:
+        raise UserError(f"trainer.accelerator={kwargs['accelerator']} but torch sees no CUDA device here; {CPU_HINT}.")
+    return kwargs
+
+
+def build_trainer(trainer_args: dict[str, Any], **objects: Any) -> L.Trainer:
+    """Instantiate ``trainer_args`` (from :func:`trainer_kwargs`) with ``objects`` the run makes
+    itself (callbacks, logger, plugins); a value Lightning rejects is one :class:`UserError`."""
+    try:
+        return hydra.utils.instantiate(trainer_args, _convert_="all", **objects)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, (ValueError, TypeError, MisconfigurationException)):
+            raise UserError(f"trainer: {str(cause).strip().splitlines()[0]}") from err
+        raise

@@ -1,0 +1,202 @@
+"""The config layer: typed schemas at compose time, resolvers on import, the Trainer from its
+``_target_``, and the module rules (no private names across modules, no import cycle)."""
+
+import ast
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import hydra
+import lightning as L
+import pytest
+from hydra.errors import ConfigCompositionException
+from lightning.pytorch.callbacks import Callback
+from omegaconf import OmegaConf
+
+from dlfoundations.cli import composition_error_line
+from dlfoundations.errors import UserError
+from dlfoundations.schemas import GROUPS, PASSED_BY_SPINE, constructor_arguments
+from dlfoundations.trainer import build_trainer, trainer_kwargs
+from tests.helpers import REPO, make_cfg
+
+# (override, the one line): a key of every kind of node, root keys included.
+WRONG_TYPES = [
+    ("data.batch_size=abc", "data.batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
+    ("data.label_noise=abc", "data.label_noise: Value 'abc' of type 'str' could not be converted to Float"),
+    ("model.width=abc", "model.width: Value 'abc' of type 'str' could not be converted to Integer"),
+    ("model.width=1.5", "model.width: Value '1.5' of type 'float' could not be converted to Integer"),
+    ("optimizer.lr=abc", "optimizer.lr: Value 'abc' of type 'str' could not be converted to Float"),
+    ("task.gradient_clip_val=x", "task.gradient_clip_val: Value 'x' of type 'str' could not be converted to Float"),
+    ("trainer.max_epochs=x", "trainer.max_epochs: Value 'x' of type 'str' could not be converted to Integer"),
+    ("seed=x", "seed: Value 'x' of type 'str' could not be converted to Integer"),
+    ("steps_per_call=x", "steps_per_call: Value 'x' of type 'str' could not be converted to Integer"),
+    ("replicas=x", "replicas: Value 'x' of type 'str' could not be converted to Integer"),
+]
+
+
+@pytest.mark.parametrize(("override", "line"), WRONG_TYPES, ids=[o for o, _ in WRONG_TYPES])
+def test_wrong_types_fail_when_the_config_is_composed(override, line, tmp_path):
+    with pytest.raises(ConfigCompositionException) as err:
+        make_cfg([override], tmp_path)
+    assert composition_error_line(err.value) == line
+
+
+def test_a_config_file_with_a_wrong_type_fails_in_one_line(tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "bad.yaml").write_text("# @package _global_\ndata:\n  batch_size: many\n")
+    with pytest.raises(ConfigCompositionException) as err:
+        make_cfg([f"hydra.searchpath=[file://{tmp_path}]", "experiment=bad"], tmp_path / "run")
+    line = composition_error_line(err.value)
+    assert line is not None and "\n" not in line
+    assert line.startswith("data.batch_size: Value 'many' of type 'str' could not be converted to Integer")
+    assert "experiment/bad" in line
+
+
+def _cli(script: str, args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "src" / script), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_the_cli_prints_a_wrong_type_as_one_line_with_exit_code_2(tmp_path):
+    args = {
+        "data": ("train.py", ["data.batch_size=abc"]),
+        "root": ("train.py", ["-m", "seed=0,x", "debug=fast"]),  # a sweep value too
+        "eval": ("eval.py", ["ckpt_path=nowhere", "trainer.max_epochs=x"]),
+        "file": ("train.py", ["experiment=double_descent_rf", "data=cifar10"]),  # a key its data lacks
+    }
+    for name in args:
+        (tmp_path / name).mkdir()
+    runs = {name: _cli(script, a, tmp_path / name) for name, (script, a) in args.items()}
+    expected = {
+        "data": "error: data.batch_size: Value 'abc' of type 'str' could not be converted to Integer",
+        "root": "error: seed: Value 'x' of type 'str' could not be converted to Integer",
+        "eval": "error: trainer.max_epochs: Value 'x' of type 'str' could not be converted to Integer",
+        "file": "error: data.stream (set in 'experiment/double_descent_rf') is no argument of the chosen data "
+        "config's class; choose one that takes it",
+    }
+    for name, proc in runs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, err[-2000:]
+        assert [line for line in err.splitlines() if line.startswith("error:")] == [expected[name]], err[-2000:]
+        assert "Traceback" not in err
+        if name != "root":  # a sweep also logs that it stopped; a single run prints only the error
+            assert err.strip() == expected[name]
+            assert not (tmp_path / name / "logs").exists()  # stopped before any run dir was made
+
+
+def test_import_dlfoundations_registers_the_resolvers_for_plain_hydra():
+    code = (
+        "import dlfoundations\n"
+        "from hydra import compose, initialize_config_module\n"
+        "from omegaconf import OmegaConf\n"
+        "assert OmegaConf.has_resolver('dlf.numel') and OmegaConf.has_resolver('dlf.uid')\n"
+        "with initialize_config_module(config_module='dlfoundations.conf', version_base='1.3'):\n"
+        "    cfg = compose('train', overrides=['data=mnist_bundled', 'model=mlp'])\n"
+        "    try:\n"
+        "        compose('train', overrides=['data.batch_size=abc'])\n"
+        "    except Exception as err:\n"
+        "        print('typed', type(err.__cause__).__name__)\n"
+        "print('in_features', cfg.model.in_features)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # ${dlf.numel:${data.input_shape}} of [1, 28, 28]; and the schemas are there without our helpers
+    assert out.stdout.split() == ["typed", "ValidationError", "in_features", "784"]
+
+
+def _options(group: str) -> list[str]:
+    folder = REPO / "conf" / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_option_is_typed_by_its_constructor(group, tmp_path):
+    for option in _options(group):
+        node = make_cfg([f"{group}={option}"], tmp_path)[group]
+        schema = OmegaConf.get_type(node)
+        assert dataclasses.is_dataclass(schema), f"{group}={option} has no schema"
+        params, _, _ = constructor_arguments(hydra.utils.get_object(node._target_))
+        plain = (int, float, str, bool, type(None), list, tuple)  # defaults a config can hold
+        wanted = {k for k, p in params.items() if isinstance(p.default, plain) and k not in PASSED_BY_SPINE}
+        assert wanted <= set(node), f"{group}={option} lacks {sorted(wanted - set(node))}"
+        unset = [k for k in node if OmegaConf.is_missing(node, k)]
+        assert unset == [], f"{group}={option} leaves {unset} unset"
+        raw = OmegaConf.to_container(node, resolve=False)  # interpolations kept as text
+        ints = [f.name for f in dataclasses.fields(schema) if f.type is int and "${" not in str(raw[f.name])]
+        if ints:  # an int argument refuses a word
+            with pytest.raises(ConfigCompositionException):
+                make_cfg([f"{group}={option}", f"{group}.{ints[0]}=abc"], tmp_path)
+
+
+def test_the_trainer_is_built_from_its_target_with_the_runs_callbacks(tmp_path):
+    class Marker(Callback):
+        pass
+
+    cfg = make_cfg(["trainer.max_epochs=3", "trainer.gpus=0", "trainer.limit_train_batches=0.5"], tmp_path)
+    assert cfg.trainer._target_ == "lightning.Trainer"
+    args = trainer_kwargs(cfg.trainer)
+    assert "gpus" not in args and args["accelerator"] == "cpu"  # the alias, mapped
+    marker = Marker()
+    trainer = build_trainer(args, callbacks=[marker], logger=False)
+    assert isinstance(trainer, L.Trainer) and trainer.max_epochs == 3 and trainer.limit_train_batches == 0.5
+    assert marker in trainer.callbacks
+    with pytest.raises(UserError, match=r"^trainer.gpus='two' must be a number of GPUs"):
+        trainer_kwargs(make_cfg(["trainer.gpus=two"], tmp_path).trainer)
+    with pytest.raises(UserError, match=r"^trainer: .*strategy"):
+        build_trainer(trainer_kwargs(make_cfg(["trainer.strategy=nonsense"], tmp_path).trainer), logger=False)
+
+
+def _python_files() -> list[Path]:
+    return [
+        p for d in ("src", "scripts", "benchmarks", "tests") for p in (REPO / d).rglob("*.py") if "conf" not in p.parts
+    ]
+
+
+def test_no_module_imports_a_private_name_of_another():
+    found = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dlfoundations"):
+                found += [
+                    f"{path.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")
+                ]
+    assert found == []
+
+
+def test_top_level_imports_of_the_package_have_no_cycle():
+    src = REPO / "src"
+    modules = {}
+    for path in (src / "dlfoundations").rglob("*.py"):
+        if "conf" in path.relative_to(src).parts:
+            continue
+        name = ".".join(path.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.parse(path.read_text()).body:  # module level: what importing it runs
+            if isinstance(node, ast.ImportFrom) and node.module in modules:
+                deps |= {node.module} | {f"{node.module}.{a.name}" for a in node.names} & set(modules)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names} & set(modules)
+        graph[name] = deps - {name}
+    state: dict[str, int] = {}
+
+    def cycle_from(name: str, path: list[str]) -> list[str] | None:
+        state[name] = 1
+        for dep in sorted(graph[name]):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep] if dep in path else [name, dep]
+            if not state.get(dep) and (found := cycle_from(dep, [*path, dep])):
+                return found
+        state[name] = 2
+        return None
+
+    cycles = [c for name in sorted(graph) if not state.get(name) and (c := cycle_from(name, [name]))]
+    assert cycles == []
