@@ -16,6 +16,7 @@ work and the benchmark stops.
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import subprocess
@@ -34,8 +35,9 @@ def _sweep_params() -> dict:
     return experiment["hydra"]["sweeper"]["params"]
 
 
-def _hand_job(args: tuple[int, int, str]) -> tuple[int, float, float]:
-    """One width trained by a hand-written loop; returns (width, fit seconds, last epoch's train loss)."""
+def _hand_job(args: tuple[int, int, str]) -> tuple[int, float, float, float]:
+    """One width trained by a hand-written loop; returns (width, fit seconds, last and first epoch's
+    train loss)."""
     width, epochs, data_dir = args
     import hydra
     import lightning as L
@@ -59,6 +61,7 @@ def _hand_job(args: tuple[int, int, str]) -> tuple[int, float, float]:
     s = dm.splits
     loader = TensorBatchLoader((s.x_train, s.y_train), batch_size=cfg.data.batch_size, shuffle=True, seed=cfg.seed)
     start = time.perf_counter()
+    first_loss = math.nan
     for epoch in range(epochs):
         net.train()
         loader.sampler.set_epoch(epoch)
@@ -70,15 +73,16 @@ def _hand_job(args: tuple[int, int, str]) -> tuple[int, float, float]:
             opt.step()
             loss_sum += loss.detach() * len(y)
         train_loss = float(loss_sum) / len(s.y_train)  # one host sync per epoch, as the project's logging
-    return width, time.perf_counter() - start, train_loss
+        first_loss = train_loss if epoch == 0 else first_loss
+    return width, time.perf_counter() - start, train_loss, first_loss
 
 
-def _hand_sweep(widths: list[int], epochs: int, data_dir: str) -> tuple[float, dict[int, tuple[float, float]]]:
+def _hand_sweep(widths: list[int], epochs: int, data_dir: str) -> tuple[float, dict[int, tuple[float, float, float]]]:
     start = time.perf_counter()
     # A fresh process per job (as the local launcher's jobs build their own state), 2 at a time.
     with mp.get_context("spawn").Pool(2, maxtasksperchild=1) as pool:
         jobs = pool.map(_hand_job, [(w, epochs, data_dir) for w in sorted(widths, reverse=True)], chunksize=1)
-    return time.perf_counter() - start, {w: (fit, loss) for w, fit, loss in jobs}
+    return time.perf_counter() - start, {w: (fit, loss, first) for w, fit, loss, first in jobs}
 
 
 def _project_sweep(epochs: int, log_dir: Path, data_dir: str) -> tuple[float, dict[int, tuple[float, float]]]:
@@ -117,10 +121,10 @@ def run(quick: bool = False) -> list[tuple]:
     if sorted(hand) != sorted(project):
         raise RuntimeError(f"widths differ: hand {sorted(hand)}, project {sorted(project)}")
     for width in widths:
-        (_, loss_hand), (_, loss_project) = hand[width], project[width]
+        loss_hand, loss_project = hand[width][1], project[width][1]
         if abs(loss_hand - loss_project) > 1e-4 * max(1.0, abs(loss_hand)):
             raise RuntimeError(f"width {width}: final train loss {loss_hand} by hand, {loss_project} by the project")
-    hand_fit = sum(fit for fit, _ in hand.values())
+    hand_fit = sum(fit for fit, *_ in hand.values())
     project_fit = sum(fit for fit, _ in project.values())
     ratio = project_fit / hand_fit
     print(f"wall: hand-written sweep {hand_wall:.1f} s, project sweep {project_wall:.1f} s", file=sys.stderr)
