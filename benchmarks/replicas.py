@@ -14,7 +14,9 @@ label noise, SGD with momentum, batch 100, 40 steps per Lightning call):
   loss (within 1e-4, relative), or the two sides did different work and the benchmark stops.
   ``--keep DIR`` keeps the sweep dir (summary.png: the 5-seed banded figure).
 
-    python -m benchmarks.replicas [--quick] [--part ratios|sweep|all] [--keep DIR]
+- ``gpu`` (on a GPU machine only): throughput (seeds x steps / s) of R = 8 over R = 1 at width 47.
+
+    python -m benchmarks.replicas [--quick] [--part ratios|sweep|all|gpu] [--keep DIR]
 """
 
 import argparse
@@ -33,7 +35,7 @@ from benchmarks.sweep_fit import REPO, _hand_job, _hand_sweep, _sweep_params
 NO_EVAL = ["data.eval_sets=[]", "callbacks.eval_schedule=null"]
 
 
-def _fit_seconds(width: int, replicas: int, epochs: int, data_dir: str) -> float:
+def _fit_seconds(width: int, replicas: int, epochs: int, data_dir: str, gpu: bool = False) -> float:
     import torch
 
     from dlfoundations.compose import compose_config
@@ -50,8 +52,24 @@ def _fit_seconds(width: int, replicas: int, epochs: int, data_dir: str) -> float
             "test=false",
             "logger=none",
             "print_config=false",
+            *(["trainer.gpus=1"] if gpu else []),
         ]
         return float(main(compose_config(overrides, tmp, data_dir))["fit_seconds"])
+
+
+def gpu_rows(quick: bool, data_dir: str) -> list[tuple]:
+    """Throughput (seeds x optimizer steps / s) of R = 8 stacked replicas over R = 1, width 47, on
+    the GPU (target >= 5x)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("benchmarks.replicas --part gpu needs a CUDA device; run it on a GPU machine")
+    epochs = 20 if quick else 200
+    _fit_seconds(47, 8, 2, data_dir, gpu=True)  # warm-up: CUDA context, kernels
+    one, eight = _fit_seconds(47, 1, epochs, data_dir, gpu=True), _fit_seconds(47, 8, epochs, data_dir, gpu=True)
+    speedup = 8 * one / eight  # the same steps per seed on both sides
+    name = f"replicas on {torch.cuda.get_device_name()}: throughput of R=8 / R=1, MLP width 47, {epochs} epochs"
+    return [(name, one, eight / 8, speedup, ">= 5", speedup >= 5)]
 
 
 def ratio_rows(quick: bool, data_dir: str) -> list[tuple]:
@@ -144,13 +162,15 @@ def run(quick: bool = False, part: str = "all", keep: str | None = None) -> list
             rows += ratio_rows(quick, data_dir)
         if part in ("sweep", "all"):
             rows += sweep_rows(quick, data_dir, keep)
+        if part == "gpu":
+            rows += gpu_rows(quick, data_dir)
     return rows
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs (a smoke run)")
-    parser.add_argument("--part", choices=["ratios", "sweep", "all"], default="all")
+    parser.add_argument("--part", choices=["ratios", "sweep", "all", "gpu"], default="all", help="gpu: needs CUDA")
     parser.add_argument("--keep", help="copy the replicated sweep dir (its summary.png) here")
     args = parser.parse_args()
     for row in run(args.quick, args.part, args.keep):
