@@ -1,6 +1,6 @@
 """GPU paths, run whenever a CUDA device is present (the `gpu` marker; skipped, with the reason,
 where there is none): training on the GPU with the data kept there, bf16-mixed, torch.compile,
-and the local launcher's one-GPU-per-job pool."""
+the local launcher's one-GPU-per-job pool and replicas."""
 
 import json
 import math
@@ -71,3 +71,15 @@ def test_local_sweep_runs_each_job_on_a_gpu(tmp_path):
     results = sorted((tmp_path / "sweep").glob("*/results.json"))
     assert len(results) == 2
     assert all(json.loads(p.read_text())["global_step"] == 3 * 40 for p in results)
+
+
+def test_replicas_on_the_gpu_train_their_separate_runs(tmp_path):
+    stacked = _run(["trainer.gpus=1", "seed=3", "replicas=2"], tmp_path / "stacked")
+    assert stacked["optimized_value"] is not None
+    for k in range(2):
+        alone = _run(["trainer.gpus=1", f"seed={3 + k}"], tmp_path / f"alone{k}")
+        replica = json.loads((tmp_path / "stacked" / f"replica_{k}" / "results.json").read_text())
+        assert replica["seed"] == alone["seed"] and replica["global_step"] == alone["global_step"] > 0
+        for name, value in alone["metrics"].items():
+            gap = abs(replica["metrics"][name] - value)
+            assert gap <= 1e-4, f"replica {k} {name} differs from its separate GPU run by {gap} (bound 1e-4)"
