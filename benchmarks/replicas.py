@@ -22,15 +22,12 @@ label noise, SGD with momentum, batch 100, 40 steps per Lightning call):
 import argparse
 import csv
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.sweep_fit import REPO, _hand_job, _hand_sweep, _sweep_params
+from benchmarks.sweep_fit import _hand_job, _hand_sweep, _sweep_params, launch_sweep
 
 NO_EVAL = ["data.eval_sets=[]", "callbacks.eval_schedule=null"]
 
@@ -91,20 +88,7 @@ def ratio_rows(quick: bool, data_dir: str) -> list[tuple]:
 
 
 def _project_sweep(epochs: int, replicas: int, log_dir: Path, data_dir: str) -> tuple[float, dict[int, float], Path]:
-    cmd = [
-        sys.executable,
-        "src/train.py",
-        "-m",
-        "experiment=double_descent",
-        "hydra/launcher=local",
-        f"replicas={replicas}",
-        *NO_EVAL,
-        f"trainer.max_epochs={epochs}",
-        f"paths.log_dir={log_dir}",
-    ]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "DLF_DATA_DIR": data_dir}, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, proc = launch_sweep(epochs, log_dir, data_dir, f"replicas={replicas}")
     sweeps = list(log_dir.glob("double_descent/multiruns/*"))
     results = list(log_dir.glob("double_descent/multiruns/*/*/replica_*/results.json"))
     if (

@@ -85,8 +85,9 @@ def _hand_sweep(widths: list[int], epochs: int, data_dir: str) -> tuple[float, d
     return time.perf_counter() - start, {w: (fit, loss, first) for w, fit, loss, first in jobs}
 
 
-def _project_sweep(epochs: int, log_dir: Path, data_dir: str) -> tuple[float, dict[int, tuple[float, float]]]:
-    # No per-epoch evaluation (the experiment's evaluation schedule): the hand sweep does none.
+def launch_sweep(epochs: int, log_dir: Path, data_dir: str, *extra: str) -> tuple[float, subprocess.CompletedProcess]:
+    """``python src/train.py -m experiment=double_descent`` with the local launcher and no per-epoch
+    evaluation (the hand sweep does none), plus ``extra`` overrides; returns (wall seconds, process)."""
     cmd = [
         sys.executable,
         "src/train.py",
@@ -97,10 +98,15 @@ def _project_sweep(epochs: int, log_dir: Path, data_dir: str) -> tuple[float, di
         "callbacks.eval_schedule=null",
         f"trainer.max_epochs={epochs}",
         f"paths.log_dir={log_dir}",
+        *extra,
     ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "DLF_DATA_DIR": data_dir}, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    return time.perf_counter() - start, proc
+
+
+def _project_sweep(epochs: int, log_dir: Path, data_dir: str) -> tuple[float, dict[int, tuple[float, float]]]:
+    wall, proc = launch_sweep(epochs, log_dir, data_dir)
     jobs = {}
     for path in log_dir.glob("double_descent/multiruns/*/*/results.json"):
         results = json.loads(path.read_text())
