@@ -20,6 +20,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.replicas.data import ReplicatedDataModule
 from dlfoundations.replicas.nets import StackedNet, stack_nets
 from dlfoundations.replicas.training import replica_prefix, split_by_replica
+from dlfoundations.sweeps.jobs import REPLICAS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ REPLICA_CALLBACKS = (
     "dlfoundations.callbacks.EvalSchedule",
     "dlfoundations.callbacks.TrainingCurves",
 )
-REPLICAS_FILE = "replicas.json"
 
 
 def num_replicas(cfg: DictConfig) -> int:
