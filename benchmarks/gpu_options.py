@@ -56,9 +56,9 @@ def run(quick: bool = False) -> list[tuple]:
     device = ["trainer=gpu"] if gpu else ["trainer=cpu"]
     mlp_epochs, cnn_epochs = (5, 1) if quick else (50, 3)
     variants = [
-        ("compile: true (incl. compiling)", [*MLP, f"trainer.max_epochs={mlp_epochs}"], ["compile=true"]),
+        ("compile: true (incl. compiling)", [*MLP, f"trainer.max_epochs={mlp_epochs}"], ["speed.compile=true"]),
         ("trainer.precision=bf16-mixed", [*CNN, f"trainer.max_epochs={cnn_epochs}"], ["trainer.precision=bf16-mixed"]),
-        ("channels_last: true", [*CNN, f"trainer.max_epochs={cnn_epochs}"], ["channels_last=true"]),
+        ("channels_last: true", [*CNN, f"trainer.max_epochs={cnn_epochs}"], ["speed.channels_last=true"]),
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,7 @@ SEARCH = [
     "optimizer.weight_decay=choice(0,0.001)",
     "data.train_size=200",
     "data.test_size=200",
-    "steps_per_call=2",
+    "speed.steps_per_call=2",
     "trainer.max_epochs=5",
 ]
 

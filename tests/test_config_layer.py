@@ -30,7 +30,7 @@ WRONG_TYPES = [
     ("task.gradient_clip_val=x", "task.gradient_clip_val: Value 'x' of type 'str' could not be converted to Float"),
     ("trainer.max_epochs=x", "trainer.max_epochs: Value 'x' of type 'str' could not be converted to Integer"),
     ("seed=x", "seed: Value 'x' of type 'str' could not be converted to Integer"),
-    ("steps_per_call=x", "steps_per_call: Value 'x' of type 'str' could not be converted to Integer"),
+    ("speed.steps_per_call=x", "speed.steps_per_call: Value 'x' of type 'str' could not be converted to Integer"),
     ("replicas=x", "replicas: Value 'x' of type 'str' could not be converted to Integer"),
 ]
 

@@ -34,7 +34,7 @@ def test_a_run_evaluates_exactly_at_the_scheduled_epochs(tmp_path):
             "data.train_size=200",
             "data.test_size=300",
             "data.eval_batch_size=300",
-            "steps_per_call=2",
+            "speed.steps_per_call=2",
             "callbacks.eval_schedule.num=5",
             "logger=csv",
         ],

@@ -14,7 +14,7 @@ from dlfoundations.train import main
 from tests.helpers import MLP, REPO, make_cfg
 
 pytestmark = pytest.mark.gpu
-EXACT = ["matmul_precision=highest"]  # no TF32: GPU and CPU fp32 agree to rounding
+EXACT = ["speed.matmul_precision=highest"]  # no TF32: GPU and CPU fp32 agree to rounding
 
 
 def _run(overrides, out):
@@ -38,7 +38,7 @@ def test_bf16_mixed_on_the_gpu_lands_close_to_fp32(tmp_path):
 
 def test_compile_on_the_gpu_keeps_keys_and_lands_close(tmp_path):
     eager = _run(["trainer.gpus=1"], tmp_path / "eager")
-    compiled = _run(["trainer.gpus=1", "compile=true"], tmp_path / "compiled")
+    compiled = _run(["trainer.gpus=1", "speed.compile=true"], tmp_path / "compiled")
     keys = [
         list(torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
         for d in ("eager", "compiled")

@@ -1,4 +1,4 @@
-"""steps_per_call=K (several optimizer steps per Lightning training_step, pulled from the data
+"""speed.steps_per_call=K (several optimizer steps per Lightning training_step, pulled from the data
 iterator) trains exactly the model that K = 1 trains, with every per-step mechanism of Lightning:
 callback hooks, gradient clipping, precision, DDP."""
 
@@ -54,23 +54,23 @@ def _assert_same(one, state_one, other, state_other, atol=1e-6):
 @pytest.mark.parametrize("setup", ["mlp_epoch_scheduler", "cifar_augment_step_scheduler"])
 def test_several_steps_per_call_train_the_same_model(setup, tmp_path, data_root, cifar_files_accepted):
     overrides = MLP if setup.startswith("mlp") else CIFAR
-    one, state_one = _train([*overrides, "steps_per_call=1"], tmp_path / "one", data_root)
-    four, state_four = _train([*overrides, "steps_per_call=4"], tmp_path / "four", data_root)
+    one, state_one = _train([*overrides, "speed.steps_per_call=1"], tmp_path / "one", data_root)
+    four, state_four = _train([*overrides, "speed.steps_per_call=4"], tmp_path / "four", data_root)
     _assert_same(one, state_one, four, state_four)
     assert one["metrics"]["train/loss"] > 0 and 0 <= one["metrics"]["train/acc"] <= 1
 
 
 def test_gradient_clipping_and_bf16_with_several_steps_per_call(tmp_path):
     clip = [*MLP, "optimizer.lr=0.5", "task.gradient_clip_val=0.05"]
-    one, state_one = _train([*clip, "steps_per_call=1"], tmp_path / "one")
-    five, state_five = _train([*clip, "steps_per_call=5"], tmp_path / "five")
+    one, state_one = _train([*clip, "speed.steps_per_call=1"], tmp_path / "one")
+    five, state_five = _train([*clip, "speed.steps_per_call=5"], tmp_path / "five")
     _assert_same(one, state_one, five, state_five)
-    unclipped, state_u = _train([*MLP, "optimizer.lr=0.5", "steps_per_call=5"], tmp_path / "unclipped")
+    unclipped, state_u = _train([*MLP, "optimizer.lr=0.5", "speed.steps_per_call=5"], tmp_path / "unclipped")
     diff = max((state_u[k] - state_five[k]).abs().max().item() for k in state_u)
     assert diff > 1e-3, f"clipping changed the weights by only {diff}: it did not act"
     bf16 = [*MLP, "trainer.precision=bf16-mixed"]
-    b1, state_b1 = _train([*bf16, "steps_per_call=1"], tmp_path / "bf16_one")
-    b5, state_b5 = _train([*bf16, "steps_per_call=5"], tmp_path / "bf16_five")
+    b1, state_b1 = _train([*bf16, "speed.steps_per_call=1"], tmp_path / "bf16_one")
+    b5, state_b5 = _train([*bf16, "speed.steps_per_call=5"], tmp_path / "bf16_five")
     _assert_same(b1, state_b1, b5, state_b5)
 
 
@@ -82,7 +82,7 @@ def test_gradient_flow_ratios_do_not_depend_on_steps_per_call(tmp_path):
             make_cfg(
                 [
                     "experiment=gradient_flow",
-                    f"steps_per_call={k}",
+                    f"speed.steps_per_call={k}",
                     "trainer.max_epochs=2",
                     "data.train_size=700",
                     "model.depth=6",
@@ -101,7 +101,7 @@ def test_plateau_scheduler_steps_on_its_monitored_metric(tmp_path):
         make_cfg(
             [
                 *MLP_CONSTANT_LR,
-                "steps_per_call=5",
+                "speed.steps_per_call=5",
                 "scheduler=plateau",
                 "scheduler.factory.patience=0",
                 "+scheduler.factory.threshold=10",
@@ -116,7 +116,7 @@ def test_plateau_scheduler_steps_on_its_monitored_metric(tmp_path):
 
 
 def test_max_steps_stops_inside_a_call(tmp_path):
-    results = main(make_cfg([*MLP, "steps_per_call=4", "trainer.max_steps=6"], tmp_path))
+    results = main(make_cfg([*MLP, "speed.steps_per_call=4", "trainer.max_steps=6"], tmp_path))
     assert results["global_step"] == 6
 
 
@@ -127,7 +127,7 @@ def test_trainer_clipping_points_to_the_task_option(tmp_path):
 
 def test_divergence_is_caught_with_several_steps_per_call(tmp_path):
     with pytest.raises(UserError, match=r"diverged: the loss became NaN/inf in epoch 0 \(optimizer steps 0-9\)"):
-        main(make_cfg([*MLP_CONSTANT_LR, "steps_per_call=4", "optimizer.lr=1e8"], tmp_path))
+        main(make_cfg([*MLP_CONSTANT_LR, "speed.steps_per_call=4", "optimizer.lr=1e8"], tmp_path))
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
@@ -139,7 +139,7 @@ def test_ddp_on_two_cpu_processes_with_several_steps_per_call(tmp_path):
         proc = run_cli(
             [
                 "experiment=memorize_cpu",
-                f"steps_per_call={k}",
+                f"speed.steps_per_call={k}",
                 "trainer=ddp",
                 "trainer.devices=2",
                 "trainer.accelerator=cpu",

@@ -111,7 +111,7 @@ DDP = [
     "trainer=ddp",
     "trainer.accelerator=cpu",
     "trainer.devices=2",
-    "steps_per_call=1",
+    "speed.steps_per_call=1",
     "data.test_sets=[test,train_eval]",
 ]
 

@@ -220,8 +220,8 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     if run_cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         rich.console.Console().print(config_tree(run_cfg))
     save_config(run_cfg, output_dir)
-    if torch.cuda.is_available() and run_cfg.get("matmul_precision"):
-        torch.set_float32_matmul_precision(run_cfg.matmul_precision)
+    if torch.cuda.is_available() and run_cfg.speed.get("matmul_precision"):
+        torch.set_float32_matmul_precision(run_cfg.speed.matmul_precision)
 
     replicas, replica = num_replicas(run_cfg), run_cfg.get("replica")
     test_ckpt: str | None = str(ckpt)

@@ -4,7 +4,7 @@
   ``trainer``) is generated from the constructor of its ``_target_``: one field per argument, typed
   by its annotation, defaulting to the argument's default; nothing is listed by hand. conf/train.yaml
   puts ``schema/<group>/<option>`` under the group before the option's yaml, which then fills it.
-- The root keys (``seed``, ``steps_per_call``, ...) have no constructor: :class:`TrainConfig`
+- The root keys (``seed``, ``speed.steps_per_call``, ...) have no constructor: :class:`TrainConfig`
   (and :class:`EvalConfig` for conf/eval.yaml) types them.
 
 Ranges are checked once, by the constructors; the schemas only check types.
@@ -142,6 +142,16 @@ def _option(folder: Path, name: str) -> dict[str, Any]:
 
 
 @dataclasses.dataclass
+class Speed:
+    """``speed``: how fast a run goes (conf/train.yaml says what each key does)."""
+
+    steps_per_call: int = MISSING
+    compile: Any = MISSING  # true, false or torch.compile arguments
+    channels_last: bool = MISSING
+    matmul_precision: str | None = MISSING
+
+
+@dataclasses.dataclass
 class DevicePool:
     """``device_pool``: the local parallel launcher's jobs (hydra/launcher=local)."""
 
@@ -162,12 +172,9 @@ class TrainConfig:
     train: bool = MISSING
     test: bool = MISSING
     skip_finished: bool = MISSING
-    steps_per_call: int = MISSING
+    speed: Speed = dataclasses.field(default_factory=lambda: Speed())
     replicas: int = 1  # models trained at once from consecutive seeds
-    compile: Any = MISSING  # true, false or torch.compile arguments
-    channels_last: bool = MISSING
     optimized_metric: str | None = MISSING
-    matmul_precision: str | None = MISSING
     print_config: bool = MISSING
     reference: Any = MISSING
     device_pool: DevicePool = dataclasses.field(default_factory=DevicePool)

@@ -139,8 +139,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         rich.console.Console().print(config_tree(cfg))
     save_config(cfg, output_dir)
-    if torch.cuda.is_available() and cfg.get("matmul_precision"):
-        torch.set_float32_matmul_precision(cfg.matmul_precision)
+    if torch.cuda.is_available() and cfg.speed.get("matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.speed.matmul_precision)
 
     fit, test, weights = cfg.get("train", True), cfg.get("test", True), cfg.get("weights")
     check_weight_sources(fit, test, cfg.get("ckpt_path"), weights)
