@@ -200,3 +200,12 @@ def test_top_level_imports_of_the_package_have_no_cycle():
 
     cycles = [c for name in sorted(graph) if not state.get(name) and (c := cycle_from(name, [name]))]
     assert cycles == []
+
+
+def test_a_root_key_that_lives_in_a_node_is_pointed_to():
+    from dlfoundations.cli import unknown_key_hints
+
+    assert unknown_key_hints(["steps_per_call=4"]) == [
+        "error: steps_per_call is not a root key; it is speed.steps_per_call (speed.steps_per_call=...)"
+    ]
+    assert unknown_key_hints(["no_such_key=1"]) == []  # Hydra's own message says it

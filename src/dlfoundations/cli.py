@@ -80,14 +80,32 @@ def unknown_key_hints(overrides: list[str]) -> list[str]:
 
     plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "hydra.", "-"))]
     groups = [o for o in plain if "." not in o.split("=", 1)[0]]
-    try:
-        with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
-            cfg = compose("train", overrides=groups)
-    except Exception:  # the group choice itself is wrong: Hydra's message already lists the options
+    cfg = None
+    # A wrong group choice fails (Hydra's message lists the options), and so does a root key that
+    # does not exist: then the defaults still say where such a key lives.
+    for chosen in (groups, []):
+        try:
+            with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
+                cfg = compose("train", overrides=chosen)
+            break
+        except Exception:
+            continue
+    if cfg is None:
         return []
     hints = []
     for override in plain:
         key = override.split("=", 1)[0]
+        if "." not in key and key not in cfg:
+            homes = [
+                f"{node}.{key}"
+                for node in map(str, cfg)
+                if isinstance(cfg[node], DictConfig)
+                and key in cfg[node]
+                and not OmegaConf.is_interpolation(cfg[node], key)  # e.g. task.steps_per_call: ${speed...}
+            ]
+            if homes:
+                hints.append(f"error: {key} is not a root key; it is {' or '.join(homes)} ({homes[0]}=...)")
+            continue
         if "." not in key or OmegaConf.select(cfg, key, default="\0missing") != "\0missing":
             continue
         parent, _, leaf = key.rpartition(".")
