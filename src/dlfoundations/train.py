@@ -25,7 +25,6 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.atomic import atomic_write_json, atomic_write_text
-from dlfoundations.callbacks.resume_hint import ResumeHint
 from dlfoundations.checkpoints import (
     AtomicCheckpointIO,
     check_checkpoint,
@@ -36,6 +35,7 @@ from dlfoundations.checkpoints import (
 from dlfoundations.cli import quiet_known_noise, run_entry
 from dlfoundations.config import config_tree, validate
 from dlfoundations.errors import UserError
+from dlfoundations.interrupt import print_resume_hint
 from dlfoundations.models import count_parameters
 from dlfoundations.preflight import preflight
 from dlfoundations.replicas.build import build_replicas, check_replicable, num_replicas, write_replica_results
@@ -44,6 +44,7 @@ from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
 from dlfoundations.sweeps.requeue import requeued_checkpoint, slurm_restarts
 from dlfoundations.sweeps.slurm_launcher import register_launcher
+from dlfoundations.tasks.base import FIT_COUNTS, fit_counts
 from dlfoundations.trainer import build_trainer, trainer_kwargs
 
 log = logging.getLogger(__name__)
@@ -88,29 +89,8 @@ def _as_floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in metrics.items()
-        if isinstance(v, (int, float, torch.Tensor)) and not k.startswith(FitProgress.prefix)
+        if isinstance(v, (int, float, torch.Tensor)) and not k.startswith(FIT_COUNTS)
     }
-
-
-class FitProgress(L.Callback):
-    """Puts the epoch and step counts of a fit into ``trainer.callback_metrics``: under
-    ``strategy=ddp_spawn`` the fit runs in worker processes and the main process's trainer keeps
-    its counters at 0, but Lightning sends the callback metrics back to it."""
-
-    prefix = "fit_progress/"
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.callback_metrics[self.prefix + "epochs"] = torch.tensor(trainer.current_epoch)
-        trainer.callback_metrics[self.prefix + "global_step"] = torch.tensor(trainer.global_step)
-
-    @classmethod
-    def counts(cls, trainer: L.Trainer) -> tuple[int, int]:
-        """(epochs, global_step) of the last fit, wherever it ran."""
-        metrics = trainer.callback_metrics
-        return (
-            int(metrics.get(cls.prefix + "epochs", trainer.current_epoch)),
-            int(metrics.get(cls.prefix + "global_step", trainer.global_step)),
-        )
 
 
 def main(cfg: DictConfig) -> dict[str, Any]:
@@ -162,9 +142,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         shape = (replicas, 2) if replicas > 1 else (2,)
         task.example_input_array = torch.zeros(*shape, *cfg.data.input_shape)
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
-    callbacks.append(ResumeHint(output_dir))  # Ctrl-C prints the command that resumes the run
     loggers = instantiate_group(cfg.get("logger"), "logger")
-    callbacks.append(FitProgress())
     # A job SLURM requeued (time limit, pre-emption) continues from its own last checkpoint.
     ckpt_path = requeued_checkpoint(callbacks) or resolve_ckpt_path(cfg)
     if ckpt_path:
@@ -179,23 +157,27 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         logger.log_hyperparams(hparams)
 
     start = time.perf_counter()
-    if fit:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    metrics = _as_floats(trainer.callback_metrics)
-    fit_seconds = time.perf_counter() - start
-    if test:
-        # Without fit, the weights to test are the checkpoint's (weights=... are already in the net).
-        trainer.test(
-            task,
-            datamodule=datamodule,
-            verbose=cfg.get("print_config", True),
-            ckpt_path=None if fit else ckpt_path,
-            weights_only=True,
-        )
-        metrics.update(_as_floats(trainer.callback_metrics))
+    try:
+        if fit:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        metrics = _as_floats(trainer.callback_metrics)
+        fit_seconds = time.perf_counter() - start
+        if test:
+            # Without fit, the weights to test are the checkpoint's (weights=... are already in the net).
+            trainer.test(
+                task,
+                datamodule=datamodule,
+                verbose=cfg.get("print_config", True),
+                ckpt_path=None if fit else ckpt_path,
+                weights_only=True,
+            )
+            metrics.update(_as_floats(trainer.callback_metrics))
+    except SystemExit:
+        print_resume_hint(trainer, output_dir)  # Ctrl-C: Lightning shut down, then exits with status 1
+        raise
 
     name = cfg.get("optimized_metric")
-    epochs, global_step = FitProgress.counts(trainer)
+    epochs, global_step = fit_counts(trainer)
     results = {
         "metrics": metrics,
         "optimized_metric": name,

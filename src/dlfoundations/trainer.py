@@ -4,6 +4,7 @@
 a GPU where torch sees none stops in one line.
 """
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -12,6 +13,7 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.profilers import PassThroughProfiler
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError
@@ -49,9 +51,24 @@ def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
     return kwargs
 
 
+class NullProfiler(PassThroughProfiler):
+    """Lightning's default profiler (``profiler=None``, a PassThroughProfiler), for less: Lightning
+    enters ``profiler.profile(name)`` around each hook it dispatches to the module and to each
+    callback, several times per optimizer step, and the base class builds a generator-based context
+    manager each time; this one hands out one shared no-op context."""
+
+    _nothing = contextlib.nullcontext()
+
+    def profile(self, action_name: str) -> contextlib.nullcontext:  # type: ignore[override]
+        return self._nothing
+
+
 def build_trainer(trainer_args: dict[str, Any], **objects: Any) -> L.Trainer:
     """Instantiate ``trainer_args`` (from :func:`trainer_kwargs`) with ``objects`` the run makes
-    itself (callbacks, logger, plugins); a value Lightning rejects is one :class:`UserError`."""
+    itself (callbacks, logger, plugins); a value Lightning rejects is one :class:`UserError`.
+    Without ``trainer.profiler`` the Trainer gets a :class:`NullProfiler`."""
+    if trainer_args.get("profiler") is None:
+        objects.setdefault("profiler", NullProfiler())
     try:
         return hydra.utils.instantiate(trainer_args, _convert_="all", **objects)
     except InstantiationException as err:

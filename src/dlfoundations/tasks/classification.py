@@ -1,10 +1,8 @@
 """Classification with cross-entropy for any ``nn.Module`` that maps inputs to logits."""
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, cast
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.core.optimizer import LightningOptimizer
@@ -13,22 +11,15 @@ from torch import Tensor, nn
 from dlfoundations.data.base import eval_groups
 from dlfoundations.errors import UserError
 from dlfoundations.replicas.training import clip_norm_per_replica, replica_prefix
+from dlfoundations.tasks.base import Task
+from dlfoundations.tasks.epoch_metrics import EpochMetrics
 from dlfoundations.tasks.optim import build_optimizer
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
-@dataclass
-class _Totals:
-    """Per-epoch sums of one stage, kept on the device: a few tensor ops per step, no host sync."""
-
-    loss_sum: Tensor
-    correct: Tensor
-    count: int = 0
-
-
-class ClassificationModule(L.LightningModule):
+class ClassificationModule(Task):
     """Trains ``net`` with cross-entropy and logs loss and accuracy.
 
     Metric names: ``train/loss``, ``train/acc`` (running averages over the epoch, in train mode),
@@ -95,7 +86,7 @@ class ClassificationModule(L.LightningModule):
         self.compile_options = ({} if compile is True else dict(compile)) if compile else None
         self.channels_last = channels_last
         self.eval_sets, self.test_sets = list(eval_sets), list(test_sets)
-        self._totals: dict[str, _Totals] = {}
+        self._metrics: dict[str, EpochMetrics] = {}
         self._compiled = False
         self._epoch_first_step = 0
         self._epoch_batches = 0
@@ -126,32 +117,20 @@ class ClassificationModule(L.LightningModule):
             loss = losses.sum()
         else:
             loss = losses = F.cross_entropy(logits, y)
-        totals = self._totals.get(stage)
-        if totals is None:
-            zero = torch.zeros(losses.shape, device=loss.device)
-            totals = self._totals[stage] = _Totals(
-                zero, torch.zeros(losses.shape, dtype=torch.long, device=loss.device)
-            )
-        count = y.shape[-1]
-        totals.loss_sum += losses.detach() * count
-        totals.correct += (logits.detach().argmax(-1) == y).sum(-1)
-        totals.count += count
+        metrics = self._metrics.get(stage)
+        if metrics is None:
+            metrics = self._metrics[stage] = EpochMetrics()
+        metrics.update(losses, logits, y)
         return loss
 
     def _log_epoch(self, stages: list[str]) -> None:
         """Log the epoch's mean loss and accuracy of every stage that saw data (exact over DDP ranks:
         the sums are reduced, then divided)."""
         for stage in dict.fromkeys(stages):
-            totals = self._totals.get(stage)
-            if totals is None or totals.count == 0:
+            metrics = self._metrics.get(stage)
+            if metrics is None or metrics.count == 0:
                 continue
-            sums = torch.stack(
-                [
-                    totals.loss_sum,
-                    totals.correct.to(totals.loss_sum.dtype),
-                    torch.full_like(totals.loss_sum, float(totals.count)),
-                ]
-            )
+            sums = metrics.sums()
             if self.trainer.world_size > 1:
                 sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
             means = {"loss": sums[0] / sums[2], "acc": sums[1] / sums[2]}
@@ -178,7 +157,7 @@ class ClassificationModule(L.LightningModule):
 
     def _reset(self, stages: list[str]) -> None:
         for stage in stages:
-            self._totals.pop(stage, None)
+            self._metrics.pop(stage, None)
 
     def on_validation_epoch_start(self) -> None:
         self._reset(self.eval_sets)
@@ -201,23 +180,24 @@ class ClassificationModule(L.LightningModule):
         """Up to ``steps_per_call`` optimizer steps, one per batch pulled from ``dataloader_iter``."""
         optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
         schedulers = self._schedulers() if self.scheduler_interval == "step" else []
-        max_steps = self.trainer.max_steps
-        for _ in range(self.steps_per_call):
-            if 0 <= max_steps <= self.global_step:
-                break
+        # Looked up once per call, not per step: each is a chain of Lightning properties.
+        precision, device, max_steps = self.trainer.precision_plugin, self.device, self.trainer.max_steps
+        steps = self.steps_per_call if max_steps < 0 else min(self.steps_per_call, max_steps - self.global_step)
+        taken = 0
+        for _ in range(steps):  # each iteration is one optimizer step (global_step + 1)
             try:
                 batch, _, _ = next(dataloader_iter)
             except StopIteration:
                 break
-            batch = self.trainer.precision_plugin.convert_input(batch)
-            batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+            batch = tuple(t.to(device, non_blocking=True) for t in precision.convert_input(batch))
             loss = self._step(batch, ["train"])
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()  # on_before_optimizer_step hooks (and clipping, below) run inside
             for scheduler in schedulers:
                 scheduler.step()
-            self._epoch_batches += 1
+            taken += 1
+        self._epoch_batches += taken  # an nn.Module attribute: set once per call
         if self._epoch_batches >= self.trainer.num_training_batches:
             # Logged at the epoch's last call, so callbacks' on_train_epoch_end already see them.
             self._log_epoch(["train"])
@@ -263,13 +243,13 @@ class ClassificationModule(L.LightningModule):
                 scheduler.step()
 
     def _raise_if_diverged(self) -> None:
-        totals = self._totals.get("train")
-        # One host sync per epoch: a NaN/inf loss at any step leaves the epoch's sum non-finite.
-        if totals is not None and not bool(torch.isfinite(totals.loss_sum).all()):
-            which = ""
-            if self.replicas > 1:
-                bad = (~torch.isfinite(totals.loss_sum)).nonzero().flatten().tolist()
-                which = f" of replica(s) {bad}"
+        metrics = self._metrics.get("train")
+        if metrics is None or metrics.count == 0:
+            return
+        # One host sync per epoch: a NaN/inf loss at any step of the epoch.
+        bad = metrics.nonfinite()
+        if bool(bad.any()):
+            which = f" of replica(s) {bad.nonzero().flatten().tolist()}" if self.replicas > 1 else ""
             raise UserError(
                 f"training diverged: the loss{which} became NaN/inf in epoch {self.current_epoch} (optimizer steps "
                 f"{self._epoch_first_step}-{self.global_step - 1}); lower optimizer.lr (or clip gradients with "

@@ -9,11 +9,11 @@ averaged), accumulated over batches as sums of squares.
 
 from typing import TYPE_CHECKING
 
-import lightning as L
 import torch
 from torch import Tensor
 
 from dlfoundations.data.base import eval_groups
+from dlfoundations.tasks.base import Task
 
 if TYPE_CHECKING:
     from dlfoundations.models.random_features import RandomFeatures
@@ -28,7 +28,7 @@ def ridge_solve(phi: Tensor, y: Tensor, lam: float) -> Tensor:
     return phi.T @ torch.linalg.solve(phi @ phi.T + lam * torch.eye(n, dtype=phi.dtype, device=phi.device), y)
 
 
-class RidgeRegression(L.LightningModule):
+class RidgeRegression(Task):
     """Fits ``net.theta`` of a features model (``net.features(x)``) by exact ridge regression.
     Single-process: the whole training set is one batch."""
 
