@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 import hydra
-import lightning as L
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from dlfoundations.compose import compose_config
 from dlfoundations.data import TensorBatchLoader
+from dlfoundations.seeding import seed_run
 from dlfoundations.train import main
 
 # name -> (overrides, epochs, quick epochs)
@@ -69,7 +69,7 @@ MEASURE = [
 def _hand_written(cfg: DictConfig, epochs: int) -> tuple[float, float]:
     """The loop a researcher writes by hand; returns (seconds, last epoch's mean training loss)."""
     start = time.perf_counter()
-    L.seed_everything(cfg.seed, verbose=False)
+    seed_run(cfg.seed)
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup()
     net = hydra.utils.instantiate(cfg.model)

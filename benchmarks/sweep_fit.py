@@ -47,17 +47,17 @@ def _job_data(width: int, epochs: int, data_dir: str):
     """The job's config (``experiment=double_descent`` at ``width``) and its data splits, seeded as the
     project seeds a run; the next draw from the global RNG is the model's initialisation."""
     import hydra
-    import lightning as L
     import torch
 
     from dlfoundations.compose import compose_config
+    from dlfoundations.seeding import seed_run
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config(
             ["experiment=double_descent", f"model.width={width}", f"trainer.max_epochs={epochs}"], tmp, data_dir
         )
-    L.seed_everything(cfg.seed, verbose=False)
+    seed_run(cfg.seed)
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup()
     return cfg, dm.splits

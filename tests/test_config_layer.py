@@ -90,13 +90,21 @@ def test_the_cli_prints_a_wrong_type_as_one_line_with_exit_code_2(tmp_path):
             assert not (tmp_path / name / "logs").exists()  # stopped before any run dir was made
 
 
-def test_import_dlfoundations_registers_the_resolvers_for_plain_hydra():
+@pytest.mark.parametrize(
+    "init",
+    [
+        "initialize_config_module(config_module='dlfoundations.conf'",
+        f"initialize_config_dir(config_dir={str(REPO / 'conf')!r}",
+    ],
+)
+def test_import_dlfoundations_registers_the_resolvers_and_schemas_for_plain_hydra(init):
+    # The config dir itself (not the package): Hydra imports nothing, so `import dlfoundations` must register.
     code = (
         "import dlfoundations\n"
-        "from hydra import compose, initialize_config_module\n"
+        "from hydra import compose, initialize_config_module, initialize_config_dir\n"
         "from omegaconf import OmegaConf\n"
         "assert OmegaConf.has_resolver('dlf.numel') and OmegaConf.has_resolver('dlf.uid')\n"
-        "with initialize_config_module(config_module='dlfoundations.conf', version_base='1.3'):\n"
+        f"with {init}, version_base='1.3'):\n"
         "    cfg = compose('train', overrides=['data=mnist_bundled', 'model=mlp'])\n"
         "    try:\n"
         "        compose('train', overrides=['data.batch_size=abc'])\n"
@@ -139,7 +147,7 @@ def test_the_trainer_is_built_from_its_target_with_the_runs_callbacks(tmp_path):
         pass
 
     cfg = make_cfg(["trainer.max_epochs=3", "trainer.gpus=0", "trainer.limit_train_batches=0.5"], tmp_path)
-    assert cfg.trainer._target_ == "lightning.Trainer"
+    assert cfg.trainer._target_ == "dlfoundations.trainer.Trainer"
     args = trainer_kwargs(cfg.trainer)
     assert "gpus" not in args and args["accelerator"] == "cpu"  # the alias, mapped
     marker = Marker()
@@ -150,6 +158,17 @@ def test_the_trainer_is_built_from_its_target_with_the_runs_callbacks(tmp_path):
         trainer_kwargs(make_cfg(["trainer.gpus=two"], tmp_path).trainer)
     with pytest.raises(UserError, match=r"^trainer: .*strategy"):
         build_trainer(trainer_kwargs(make_cfg(["trainer.strategy=nonsense"], tmp_path).trainer), logger=False)
+
+
+def test_plain_hydra_instantiate_of_the_trainer_node_gives_a_lightning_trainer(tmp_path):
+    # The template habit: hydra.utils.instantiate(cfg.trainer), with the gpus alias in the node.
+    for overrides, accelerator in (([], None), (["trainer.gpus=0"], "cpu"), (["trainer=cpu"], "cpu")):
+        trainer = hydra.utils.instantiate(
+            make_cfg([*overrides, "trainer.max_epochs=2"], tmp_path).trainer, logger=False
+        )
+        assert isinstance(trainer, L.Trainer) and trainer.max_epochs == 2
+        if accelerator is not None:
+            assert type(trainer.accelerator).__name__ == "CPUAccelerator"
 
 
 def _python_files() -> list[Path]:
@@ -205,7 +224,8 @@ def test_top_level_imports_of_the_package_have_no_cycle():
 def test_a_root_key_that_lives_in_a_node_is_pointed_to():
     from dlfoundations.cli import unknown_key_hints
 
-    assert unknown_key_hints(["steps_per_call=4"]) == [
-        "error: steps_per_call is not a root key; it is speed.steps_per_call (speed.steps_per_call=...)"
+    assert unknown_key_hints(["steps_per_call=4", "debug=fast"]) == [
+        "steps_per_call is not a root key; it is speed.steps_per_call (speed.steps_per_call=...)"
     ]
-    assert unknown_key_hints(["no_such_key=1"]) == []  # Hydra's own message says it
+    (line,) = unknown_key_hints(["sed=1"])
+    assert line.startswith("sed is not a config key; did you mean seed? root keys: ")

@@ -47,12 +47,11 @@ def test_test_error_is_the_l2_norm_of_the_residual(tmp_path):
     cfg = make_cfg(["experiment=double_descent_rf", "data.stream=torch", "model.width=51"], tmp_path)
     metrics = main(cfg)["metrics"]
     # Recompute from scratch: same seed -> same data and features; fixed-lambda ridge on them.
-    import lightning as L
-
     from dlfoundations.data import LinearRegressionDataModule
     from dlfoundations.models import RandomFeatures
+    from dlfoundations.seeding import seed_run
 
-    L.seed_everything(0, verbose=False)
+    seed_run(0)
     dm = LinearRegressionDataModule(seed=0, num_classes=1)
     dm.setup()
     net = RandomFeatures(35, 51)

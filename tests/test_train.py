@@ -169,3 +169,12 @@ def test_ddp_on_two_cpu_processes_writes_one_run_dir(tmp_path):
     rows = list(csv.DictReader(open(runs[0] / "metrics.csv")))
     assert len({r["epoch"] for r in rows if r.get("train/loss")}) == 2  # one writer: no duplicate rows
     assert len([r for r in rows if r.get("train/loss")]) == 2
+
+
+def test_an_empty_logger_or_callbacks_selection_means_none(tmp_path):
+    # The template's way to turn them off (logger=[]) is the same as logger=none.
+    cfg = make_cfg(["logger=[]", "callbacks=[]"], tmp_path)
+    assert cfg.logger is None and cfg.callbacks is None
+    short = ["data=mnist1d", "data.train_size=100", "data.test_size=50", "trainer.max_epochs=1", "logger=[]"]
+    results = main(make_cfg(short, tmp_path))
+    assert 0.0 <= results["metrics"]["test/acc"] <= 1.0 and not (tmp_path / "metrics.csv").exists()

@@ -2,20 +2,24 @@
 and quiet logs.
 
 A value of the wrong type (``data.batch_size=abc``) is rejected by the typed schemas while Hydra
-composes; :func:`run_entry` prints that as ``error: <key>=<value>: <what the key takes>`` and exits
-with 2, like every other user mistake.
+composes, an unknown option or key by Hydra; :func:`run_entry` prints each as one ``error:`` line
+(naming the closest valid choice: ``experiment=memorise`` -> did you mean memorize?) and exits with
+2, like every other user mistake.
 """
 
+import difflib
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException, ValidationError
+from omegaconf.errors import ValidationError
 
 
 def composition_error_line(err: BaseException) -> str | None:
@@ -45,10 +49,10 @@ def composition_error_line(err: BaseException) -> str | None:
 
 
 def run_entry(entry: Callable[[], Any]) -> None:
-    """Run a Hydra entry point (``@hydra.main`` function). A composition error that is a wrong type
-    (or a key a config file sets that its group's option lacks) is one ``error:`` line and exit
-    code 2; when Hydra rejects an override whose key does not exist (exit 1), the valid keys at
-    that place are printed too."""
+    """Run a Hydra entry point (``@hydra.main`` function). Every composition error (a bad
+    override, an unknown option or key, a value of the wrong type) is a user mistake: one
+    ``error:`` line per mistake, naming the closest valid choice, and exit code 2. With
+    ``HYDRA_FULL_ERROR`` set by the user, Hydra's own full report instead."""
     own = "HYDRA_FULL_ERROR" not in os.environ  # set by the user: Hydra's full traces, as asked
     if own:
         # Hydra re-raises its errors instead of printing them in several lines: see below.
@@ -59,23 +63,53 @@ def run_entry(entry: Callable[[], Any]) -> None:
         if not own:
             raise
         line = composition_error_line(err)
-        if line is not None:
-            print(f"error: {line}", file=sys.stderr)
-            sys.exit(2)
-        print(err, file=sys.stderr)  # as Hydra prints it
-        if isinstance(err.__cause__, OmegaConfBaseException):
-            print(err.__cause__, file=sys.stderr)
-        for hint in unknown_key_hints([a for a in sys.argv[1:] if not a.startswith("-")]):
-            print(hint, file=sys.stderr)
-        sys.exit(1)
+        lines = [line] if line is not None else override_hints([a for a in sys.argv[1:] if not a.startswith("-")])
+        if not lines:  # Hydra's own message: its first line is the mistake, the rest its search path
+            lines = [next((t.strip() for t in str(err).splitlines() if t.strip()), type(err).__name__)]
+        for text in lines:
+            print(f"error: {text}", file=sys.stderr)
+        sys.exit(2)
     finally:
         if own:
             os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+def _closest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]}? " if close else ""
+
+
+def group_options(group: str) -> list[str] | None:
+    """The options of config group ``group`` in conf/ (``model`` -> alexnet, cnn, ...), None when
+    ``group`` is no group there."""
+    folder = Path(str(resources.files("dlfoundations.conf"))) / group
+    if not folder.is_dir():
+        return None
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+
+
+def override_hints(overrides: list[str]) -> list[str]:
+    """One line per override that chooses an option its group does not have (``model=resnet50``,
+    did you mean resnet18?), or else per key that is not in the composed config."""
+    hints = []
+    for override in overrides:
+        key, eq, value = override.partition("=")
+        key = key.lstrip("+~")
+        options = group_options(key) if eq and not key.startswith("hydra") else None
+        if options is None:
+            continue
+        # A sweep's comma list (model=mlp,cnn): each value is an option.
+        values = [value] if value.startswith(("[", "{")) else [v.strip() for v in value.split(",")]
+        for v in values:
+            if v not in options and v != "null":
+                hints.append(f"{key}={v} is not among the {key} options; {_closest(v, options)}({', '.join(options)})")
+    return hints or unknown_key_hints(overrides)
+
+
 def unknown_key_hints(overrides: list[str]) -> list[str]:
     """For ``key=value`` overrides whose key is not in the composed config, one line each naming
-    the valid keys at that place (Hydra itself only says that the key is not in the struct)."""
+    the closest valid key and the valid keys at that place (Hydra itself only says that the key
+    is not in the struct)."""
     from hydra import compose, initialize_config_module
 
     plain = [o for o in overrides if "=" in o and not o.startswith(("+", "~", "hydra.", "-"))]
@@ -96,6 +130,8 @@ def unknown_key_hints(overrides: list[str]) -> list[str]:
     for override in plain:
         key = override.split("=", 1)[0]
         if "." not in key and key not in cfg:
+            if group_options(key) is not None:  # a group choice (debug=fast): not a key
+                continue
             homes = [
                 f"{node}.{key}"
                 for node in map(str, cfg)
@@ -104,7 +140,10 @@ def unknown_key_hints(overrides: list[str]) -> list[str]:
                 and not OmegaConf.is_interpolation(cfg[node], key)  # e.g. task.steps_per_call: ${speed...}
             ]
             if homes:
-                hints.append(f"error: {key} is not a root key; it is {' or '.join(homes)} ({homes[0]}=...)")
+                hints.append(f"{key} is not a root key; it is {' or '.join(homes)} ({homes[0]}=...)")
+            else:
+                root = list(map(str, cfg))
+                hints.append(f"{key} is not a config key; {_closest(key, root)}root keys: {', '.join(root)}")
             continue
         if "." not in key or OmegaConf.select(cfg, key, default="\0missing") != "\0missing":
             continue
@@ -113,9 +152,12 @@ def unknown_key_hints(overrides: list[str]) -> list[str]:
         if isinstance(node, DictConfig):
             # A typed node holds its constructor's arguments (schemas.py): there is nothing to add.
             add = f" (add a new one with +{override})" if OmegaConf.get_type(node) is dict else ""
-            hints.append(f"error: {key} is not a config key; valid keys in {parent}: {', '.join(sorted(node))}{add}")
+            valid = sorted(map(str, node))
+            hints.append(
+                f"{key} is not a config key; {_closest(leaf, valid)}valid keys in {parent}: {', '.join(valid)}{add}"
+            )
         else:
-            hints.append(f"error: {key} is not a config key; {parent} is not a config node")
+            hints.append(f"{key} is not a config key; {parent} is not a config node")
     return hints
 
 

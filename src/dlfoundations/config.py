@@ -3,11 +3,14 @@
 Types are checked by the schemas (schemas.py) when Hydra composes; ranges by the constructors.
 """
 
+import dataclasses
+import difflib
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError
+from dlfoundations.schemas import EvalConfig
 
 if TYPE_CHECKING:
     import rich.tree
@@ -56,10 +59,23 @@ def _missing_keys(node: Any, prefix: str = "") -> list[str]:
     return found
 
 
+ROOT_KEYS = tuple(f.name for f in dataclasses.fields(EvalConfig))  # train's keys and eval's
+
+
+def unknown_root_key(cfg: DictConfig) -> None:
+    """Refuse a root key no schema knows (``+modle=cnn1d``): it would be ignored, silently."""
+    for key in map(str, cfg):
+        if key not in ROOT_KEYS:
+            close = difflib.get_close_matches(key, ROOT_KEYS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"root keys are {', '.join(ROOT_KEYS)}"
+            raise UserError(f"{key} is no key of this config (it would do nothing); {hint}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise one :class:`UserError` for a value the config leaves unset (``???``), a root key out
     of range (it has no constructor to check it), and the Trainer options this project's training
     step replaces."""
+    unknown_root_key(cfg)
     missing = sorted(_missing_keys(cfg))
     if missing:
         raise UserError(f"{missing[0]} has no value; set it on the command line, e.g. {missing[0]}=...")
@@ -68,6 +84,12 @@ def validate(cfg: DictConfig) -> None:
         # Lightning's seed_everything would replace it by 0, with only a warning.
         raise UserError(f"seed={seed} is out of range; use a value >= 0 and < 2**32")
     trainer = cfg.get("trainer") or {}
+    if cfg.get("train", True) and 0 in (trainer.get("max_epochs"), trainer.get("max_steps")):
+        key = "max_epochs" if trainer.get("max_epochs") == 0 else "max_steps"
+        raise UserError(
+            f"trainer.{key}=0 trains nothing; to test weights without training use train=false with weights=... "
+            "or ckpt_path=..."
+        )
     # The classification task optimizes manually (several steps per call); Lightning's automatic
     # clipping and accumulation do not apply to that, so they are task options.
     if trainer.get("gradient_clip_val") not in (None, 0):

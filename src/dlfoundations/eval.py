@@ -37,9 +37,10 @@ from dlfoundations.data.base import TEST_SETS
 from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.errors import UserError
 from dlfoundations.replicas.build import build_replicas, num_replicas
+from dlfoundations.seeding import seed_run
 from dlfoundations.tasks import ClassificationModule
 from dlfoundations.train import instantiate, instantiate_group, save_config
-from dlfoundations.trainer import build_trainer, trainer_kwargs
+from dlfoundations.trainer import build_trainer, match_precision, trainer_kwargs
 
 log = logging.getLogger(__name__)
 # Taken from conf/eval.yaml, not from the evaluated run: where eval writes, what it logs, what it does.
@@ -229,7 +230,7 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     net: nn.Module
     if replicas > 1:  # a replicated run: all replicas stacked, or (replica=k) replica k alone
         datamodule, stacked, replica_cfgs = build_replicas(run_cfg, instantiate)
-        net = stacked
+        net = match_precision(stacked, trainer_args)
         task = instantiate(run_cfg.task, "task", net=net)
         checkpoint = check_checkpoint(str(ckpt), task)
         if replica is not None:
@@ -246,9 +247,9 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     else:
         if replica not in (None, 0):
             raise UserError(f"replica={replica}: this run trained one model (replicas=1); drop replica=")
-        L.seed_everything(run_cfg.seed, workers=True, verbose=False)  # as in training: same data, same noise
+        seed_run(run_cfg.seed)  # as in training: same data, same noise
         datamodule = instantiate(run_cfg.data, "data")
-        net = instantiate(run_cfg.model, "model")
+        net = match_precision(instantiate(run_cfg.model, "model"), trainer_args)
         task = instantiate(run_cfg.task, "task", net=net)
         checkpoint = check_checkpoint(str(ckpt), task)
     if (split or inputs) and not isinstance(task, ClassificationModule):

@@ -44,9 +44,12 @@ def constructor_arguments(target: Callable[..., Any]) -> tuple[dict[str, inspect
     for klass in chain:
         if isinstance(target, type) and "__init__" not in vars(klass):
             continue
-        if klass is not target and klass.__module__.split(".")[0] in ("torch", "lightning", "builtins"):
-            return params, hints, klass is not nn.Module and klass is not object
         init = vars(klass)["__init__"] if isinstance(target, type) else target
+        if klass is not target and klass.__module__.split(".")[0] in ("torch", "lightning", "builtins"):
+            # A library base is read only when its arguments are all named (lightning.Trainer
+            # under the project's Trainer); one that takes **kwargs ends the chain.
+            if klass in (nn.Module, object) or _takes_kwargs(init):
+                return params, hints, klass is not nn.Module and klass is not object
         skip = 1 if isinstance(target, type) else 0  # self
         try:
             found = typing.get_type_hints(init)
@@ -61,6 +64,10 @@ def constructor_arguments(target: Callable[..., Any]) -> tuple[dict[str, inspect
         if not open_:
             return params, hints, False
     return params, hints, False
+
+
+def _takes_kwargs(function: Callable[..., Any]) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(function).parameters.values())
 
 
 def node_type(hint: Any) -> Any:
@@ -185,8 +192,8 @@ class TrainConfig:
     optimizer: Any = MISSING
     scheduler: Any = MISSING
     trainer: Any = MISSING
-    callbacks: Any = MISSING
-    logger: Any = MISSING
+    callbacks: Any = None  # an empty selection (callbacks=[], logger=[]) is none, as callbacks=none
+    logger: Any = None
     paths: Any = MISSING
 
 

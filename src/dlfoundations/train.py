@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import hydra
-import lightning as L
 import rich.console
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -40,12 +39,13 @@ from dlfoundations.models import count_parameters
 from dlfoundations.preflight import preflight
 from dlfoundations.replicas.build import build_replicas, check_replicable, num_replicas, write_replica_results
 from dlfoundations.schemas import register_schemas
+from dlfoundations.seeding import seed_run
 from dlfoundations.sweeps.devices import sweep_job_device
 from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
 from dlfoundations.sweeps.requeue import requeued_checkpoint, slurm_restarts
 from dlfoundations.sweeps.slurm_launcher import register_launcher
 from dlfoundations.tasks.base import FIT_COUNTS, fit_counts
-from dlfoundations.trainer import build_trainer, trainer_kwargs
+from dlfoundations.trainer import FLOAT64, build_trainer, match_precision, trainer_kwargs
 
 log = logging.getLogger(__name__)
 register_schemas()  # also where a launcher's worker composes a job without importing dlfoundations.conf first
@@ -129,18 +129,27 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         log.info("weights=%s not loaded: ckpt_path=%s restores the weights", weights, cfg.ckpt_path)
     replicas = num_replicas(cfg)
     if replicas > 1:  # seeds seed..seed+R-1, each built as its separate run, trained stacked
-        datamodule, net, replica_cfgs = build_replicas(cfg, instantiate, load_weights)
+
+        def load(net: torch.nn.Module, path: str) -> None:
+            load_weights(match_precision(net, trainer_args), path)
+
+        datamodule, net, replica_cfgs = build_replicas(cfg, instantiate, load)
+        match_precision(net, trainer_args)
     else:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        seed_run(cfg.seed)
         datamodule = instantiate(cfg.data, "data")
-        net = instantiate(cfg.model, "model")
+        net = match_precision(instantiate(cfg.model, "model"), trainer_args)
         if weights and not cfg.get("ckpt_path"):
             load_weights(net, weights)
     task = instantiate(cfg.task, "task", net=net)
     if cfg.data.get("input_shape"):
         # Lets the model summary show per-layer input/output sizes and FLOPs.
         shape = (replicas, 2) if replicas > 1 else (2,)
-        task.example_input_array = torch.zeros(*shape, *cfg.data.input_shape)
+        task.example_input_array = torch.zeros(
+            *shape,
+            *cfg.data.input_shape,
+            dtype=torch.float64 if str(trainer_args.get("precision")).startswith(FLOAT64) else None,
+        )
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_group(cfg.get("logger"), "logger")
     # A job SLURM requeued (time limit, pre-emption) continues from its own last checkpoint.

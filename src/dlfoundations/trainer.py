@@ -1,4 +1,5 @@
-"""The Trainer of a run, built from ``cfg.trainer`` (``_target_: lightning.Trainer``).
+"""The Trainer of a run, built from ``cfg.trainer`` (``_target_: dlfoundations.trainer.Trainer``,
+a ``lightning.Trainer`` that also takes the ``gpus`` alias).
 
 ``trainer.gpus=N`` is an alias (Lightning 1.x style) for ``accelerator=gpu devices=N``; asking for
 a GPU where torch sees none stops in one line.
@@ -18,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlfoundations.errors import UserError
 
+TARGET = "dlfoundations.trainer.Trainer"
+FLOAT64 = "64"  # trainer.precision=64-true (or 64): the whole run in float64
 CPU_HINT = "run on CPU with trainer=cpu (or leave trainer.gpus unset)"
 
 
@@ -25,8 +28,13 @@ def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
     """The resolved ``cfg.trainer`` as a dict, mapping ``gpus=N`` to ``accelerator="gpu",
     devices=N`` and failing with one clear line when CUDA is missing."""
     kwargs = cast(dict[str, Any], OmegaConf.to_container(trainer_cfg, resolve=True))
-    kwargs.setdefault("_target_", "lightning.Trainer")  # a run config written before the trainer had one
-    gpus = kwargs.pop("gpus", None)
+    kwargs.setdefault("_target_", TARGET)  # a run config written before the trainer had one
+    return map_gpus(kwargs.pop("gpus", None), kwargs)
+
+
+def map_gpus(gpus: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` (Trainer arguments) with the ``gpus`` alias mapped to accelerator and devices;
+    a GPU asked for where torch sees none is one :class:`UserError`."""
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus is not None:
         if isinstance(gpus, Sequence) and not isinstance(gpus, str):
@@ -49,6 +57,23 @@ def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
     elif str(kwargs.get("accelerator")) in {"gpu", "cuda"} and available == 0:
         raise UserError(f"trainer.accelerator={kwargs['accelerator']} but torch sees no CUDA device here; {CPU_HINT}.")
     return kwargs
+
+
+class Trainer(L.Trainer):
+    """The ``_target_`` of ``conf/trainer``: a ``lightning.Trainer`` that also takes the ``gpus``
+    alias, so ``hydra.utils.instantiate(cfg.trainer)`` works on a composed config."""
+
+    def __init__(self, *args: Any, gpus: int | list[int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **map_gpus(gpus, kwargs))
+
+
+def match_precision(net: torch.nn.Module, trainer_args: dict[str, Any]) -> torch.nn.Module:
+    """``net`` in float64 under ``trainer.precision=64-true``, before any weights are loaded into
+    it: Lightning restores a checkpoint into the module before its precision plugin converts it,
+    and a float32 module rounds the saved float64 weights (a resumed run off by 1e-8)."""
+    if str(trainer_args.get("precision")).startswith(FLOAT64):
+        net.double()
+    return net
 
 
 class NullProfiler(PassThroughProfiler):

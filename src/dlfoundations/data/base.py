@@ -15,7 +15,7 @@ or not, in eval mode: the "train accuracy" of the papers) and ``train_clean`` (t
 inputs with their original labels).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import lightning as L
@@ -31,14 +31,13 @@ from dlfoundations.data.corruption import (
 )
 from dlfoundations.data.loader import BatchTransform, TensorBatchLoader
 from dlfoundations.errors import UserError
+from dlfoundations.seeding import INPUT_CORRUPTION, LABEL_NOISE, generator
 
 # "test" may also be evaluated per epoch (epoch-wise double descent follows the test error).
 EVAL_SETS = ("val", "train_eval", "train_clean", "test")
 TEST_SETS = ("test", "val", "train_eval", "train_clean")
 # Sets with the same inputs (the training inputs, with noisy and with clean labels): one forward pass.
 SHARED_INPUTS = ("train_eval", "train_clean")
-# Offsets keep the label-noise, input-corruption, augmentation and shuffling streams independent.
-_LABEL_NOISE_STREAM, _INPUT_STREAM, _AUGMENT_STREAM = 1, 2, 3
 
 
 def eval_groups(names: list[str] | tuple[str, ...]) -> list[list[str]]:
@@ -170,9 +169,9 @@ class InMemoryDataModule(L.LightningDataModule):
             return None
         padding, flip = self.crop_padding, self.flip
 
-        def augment(batch: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, ...]:
+        def augment(batch: tuple[Tensor, ...], gen: torch.Generator) -> tuple[Tensor, ...]:
             x, *rest = batch
-            return (random_crop_flip(x, padding, flip, generator), *rest)
+            return (random_crop_flip(x, padding, flip, gen), *rest)
 
         return augment
 
@@ -191,12 +190,12 @@ class InMemoryDataModule(L.LightningDataModule):
             self._check_augmentable(shape)
         s.x_train, s.y_train = first(s.x_train, s.y_train, self.subset_size, "subset_size")
         if self.input_corruption is not None:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + _INPUT_STREAM)
+            gen = generator(self.seed, INPUT_CORRUPTION)
             xs = corrupt_inputs({"train": s.x_train, "val": s.x_val, "test": s.x_test}, self.input_corruption, gen)
             s.x_train, s.x_val, s.x_test = xs["train"], xs["val"], xs["test"]
         self.y_train_clean = s.y_train
         if self.label_noise > 0:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + _LABEL_NOISE_STREAM)
+            gen = generator(self.seed, LABEL_NOISE)
             s.y_train, self.noise_mask = corrupt_labels(
                 s.y_train, self.label_noise, self.num_classes, gen, self.label_noise_kind
             )
@@ -204,6 +203,12 @@ class InMemoryDataModule(L.LightningDataModule):
             self.noise_mask = torch.zeros(len(s.y_train), dtype=torch.bool)
         if "val" in self.eval_sets and len(s.x_val) == 0:
             raise UserError("data.eval_sets contains 'val' but data.val_size is 0; set val_size > 0")
+        if self.trainer is not None and str(self.trainer.precision).startswith("64"):
+            # trainer.precision=64-true: the net is float64, and so must its inputs be (the task
+            # pulls its batches itself, past Lightning's input conversion).
+            for field in fields(s):
+                if getattr(s, field.name).is_floating_point():
+                    setattr(s, field.name, getattr(s, field.name).double())
         self.splits = s
 
     def _check_augmentable(self, shape: tuple[int, ...]) -> None:
@@ -232,7 +237,6 @@ class InMemoryDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             transform=self.train_transform() if train else None,
-            transform_seed=self.seed * 1_000_003 + _AUGMENT_STREAM,
         )
 
     def train_dataloader(self) -> TensorBatchLoader:

@@ -2,8 +2,9 @@
 
 No per-sample Python work, no worker processes (the airbench recipe). The permutation of an
 epoch depends only on (seed, epoch), and a batch transform (augmentation) draws its randomness
-from (seed, epoch, rank, batch index), so a resumed run sees the same data as an uninterrupted
-one. Under DDP each rank takes its own strided shard of the same permutation.
+from (seed, epoch, rank, batch index), each through :mod:`dlfoundations.seeding` (the shuffle and
+augmentation streams), so a resumed run sees the same data as an uninterrupted one. Under DDP
+each rank takes its own strided shard of the same permutation.
 
 The loader knows nothing of how many optimizer steps the task runs per Lightning call: it yields
 one batch at a time, and its length is the number of batches of an epoch.
@@ -14,9 +15,10 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
+from dlfoundations.seeding import AUGMENT, SHUFFLE, generator
+
 # A batch transform: (batch, generator) -> batch, e.g. random crops and flips of the inputs.
 BatchTransform = Callable[[tuple[Tensor, ...], torch.Generator], tuple[Tensor, ...]]
-_MIX = 1_000_003  # multiplier that keeps the seeds of (seed, epoch, rank, batch) apart
 
 
 class EpochPermutation:
@@ -31,15 +33,14 @@ class EpochPermutation:
     def indices(self) -> Tensor:
         if not self.shuffle:
             return torch.arange(self.n)
-        generator = torch.Generator().manual_seed(self.seed * _MIX + self.epoch)
-        return torch.randperm(self.n, generator=generator)
+        return torch.randperm(self.n, generator=generator(self.seed, SHUFFLE, epoch=self.epoch))
 
 
 class TensorBatchLoader:
     """Yields tuples of batches of ``tensors`` (all with the same first dimension).
 
     ``transform`` (training only) is applied to each batch on the tensors' device with a generator
-    seeded from (``transform_seed``, epoch, rank, batch index).
+    seeded from (``seed``, epoch, rank, batch index): the run's augmentation stream.
     """
 
     def __init__(
@@ -52,7 +53,6 @@ class TensorBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         transform: BatchTransform | None = None,
-        transform_seed: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -62,7 +62,7 @@ class TensorBatchLoader:
         self.tensors = tensors
         self.batch_size, self.drop_last = batch_size, drop_last
         self.rank, self.world_size = rank, world_size
-        self.transform, self.transform_seed = transform, transform_seed
+        self.transform, self.seed = transform, seed
         self.sampler = EpochPermutation(n, shuffle, seed)
         self.batch_sampler = None  # Lightning looks for a DataLoader's sampler attributes
         # Every rank gets the same number of samples, or DDP would wait for a missing batch.
@@ -75,8 +75,8 @@ class TensorBatchLoader:
         return -(-self.samples_per_rank // self.batch_size)
 
     def _generator(self, batch_index: int) -> torch.Generator:
-        seed = ((self.transform_seed * _MIX + self.sampler.epoch) * _MIX + self.rank) * _MIX + batch_index
-        return torch.Generator(device=self.tensors[0].device).manual_seed(seed % 2**63)
+        device = self.tensors[0].device
+        return generator(self.seed, AUGMENT, self.sampler.epoch, self.rank, batch_index, device=device)
 
     def epoch_order(self) -> Tensor:
         """The indices this rank serves in the current epoch, in order, on the tensors' device."""

