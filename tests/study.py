@@ -20,6 +20,7 @@ SEARCH = [
     "optimizer.lr=choice(0.05,-1)",
     "optimizer.weight_decay=choice(0,0.001)",
     "data.train_size=200",
+    "data.val_size=200",
     "data.test_size=200",
     "speed.steps_per_call=2",
     "trainer.max_epochs=5",
@@ -52,9 +53,10 @@ def check_study(sweep, trials: int):
     failed = [r for r in table if r["state"] == "FAIL"]
     assert {r["optimizer.lr"] for r in failed} == {"-1"} and all("Invalid learning rate" in r["error"] for r in failed)
     assert {r["optimizer.lr"] for r in complete} == {"0.05"} and complete and failed
-    for row in complete:  # the table's value is what the trial returned (test/acc)
+    for row in complete:  # the table's value is what the trial returned: validation, not test, accuracy
         results = json.loads((sweep / row["trial"] / "results.json").read_text())
-        assert float(row["value"]) == results["optimized_value"] == results["metrics"]["test/acc"]
+        assert results["optimized_metric"] == "val/acc" and "test/acc" in results["metrics"]
+        assert float(row["value"]) == results["optimized_value"] == results["metrics"]["val/acc"]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_params"]["optimizer.lr"] == 0.05
     assert best["best_value"] == max(float(r["value"]) for r in complete)

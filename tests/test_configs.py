@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dlfoundations.train import main
+from dlfoundations.train import instantiate_group, main
+from dlfoundations.trainer import build_trainer, trainer_kwargs
 from tests.helpers import REPO, make_cfg
 
 CONF = REPO / "conf"
@@ -85,3 +86,37 @@ def test_memorize_is_the_seeds_setup(tmp_path):
     assert cfg.optimizer._target_ == "torch.optim.SGD"
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.1, 0.0, 0.0)
     assert cfg.trainer.max_epochs == 150 and cfg.seed == 0
+
+
+@pytest.mark.parametrize("experiment", names("experiment"))
+def test_every_experiment_composes_with_every_callbacks_option(experiment, tmp_path):
+    # Lightning refuses some combinations only when the Trainer is built (a progress-bar callback
+    # with an experiment's enable_progress_bar=false): build it for each option.
+    for option in names("callbacks"):
+        cfg = make_cfg([f"experiment={experiment}", f"callbacks={option}", "debug=fast"], tmp_path)
+        callbacks = instantiate_group(cfg.callbacks, "callbacks")
+        trainer = build_trainer(trainer_kwargs(cfg.trainer), callbacks=callbacks, logger=False)
+        assert all(c in trainer.callbacks for c in callbacks), (experiment, option)
+
+
+@pytest.mark.parametrize("experiment", names("experiment"))
+def test_every_experiment_keeps_its_last_checkpoint(experiment, tmp_path):
+    # What a killed or pre-empted job resumes from, and what eval.py ckpt_path=<run> tests.
+    callbacks = make_cfg([f"experiment={experiment}"], tmp_path).callbacks
+    assert callbacks.model_checkpoint.save_last is True and callbacks.rng_state is not None, experiment
+
+
+@pytest.mark.parametrize("option", ["default", "none", "sweep"])
+def test_a_sweep_experiment_runs_with_a_callbacks_option(option, tmp_path):
+    run_fast(
+        ["experiment=double_descent", f"callbacks={option}", "data.train_size=200", "data.test_size=100"], tmp_path
+    )
+
+
+def test_a_double_descent_job_resumes_from_its_last_checkpoint(tmp_path):
+    run = ["experiment=double_descent", "data.train_size=200", "data.test_size=100", "model.width=8", "replicas=2"]
+    main(make_cfg([*run, "trainer.max_epochs=2"], tmp_path / "part"))
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    assert last.is_file() and not list((tmp_path / "part" / "checkpoints").glob("epoch_*"))  # last.ckpt only
+    resumed = main(make_cfg([*run, "trainer.max_epochs=3", f"ckpt_path={last}"], tmp_path / "resumed"))
+    assert (resumed["epochs"], resumed["global_step"]) == (3, 6)  # 200 items in batches of 100: 2 steps an epoch

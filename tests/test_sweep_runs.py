@@ -9,6 +9,7 @@ import time
 
 import hydra
 import pytest
+import torch
 import yaml
 
 from dlfoundations.models import count_parameters
@@ -184,3 +185,31 @@ def test_ddp_spawn_records_the_real_epochs_and_steps(tmp_path):
 @pytest.fixture(autouse=True)
 def _no_gpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_job_resumes_from_its_last_checkpoint_exactly(tmp_path):
+    sweep, reference = tmp_path / "sweep", tmp_path / "reference"
+    grid = ["trainer.max_epochs=1,40", "data.train_size=400"]
+    proc = sweep_cli([*grid, f"hydra.sweep.dir={sweep}"], tmp_path)
+    deadline, last = time.monotonic() + 180, sweep / "1" / "checkpoints" / "last.ckpt"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["epoch"] >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    rc, out = finish(proc, timeout=120)
+    assert rc != 0 and not (sweep / "1" / "results.json").exists(), out[-3000:]
+    # The hint is the sweep's own relaunch command, not a single run writing elsewhere.
+    assert f"hydra.sweep.dir={sweep} skip_finished=true" in out and " -m " in out, out[-3000:]
+
+    rc, out = finish(sweep_cli([*grid, f"hydra.sweep.dir={sweep}", "skip_finished=true"], tmp_path))
+    assert rc == 0, out[-3000:]
+    assert "resuming this job from its own" in (sweep / "1" / "train.log").read_text()
+    assert not (sweep / "superseded").exists()  # nothing of this job was thrown away
+    rc, out = finish(sweep_cli([*grid, f"hydra.sweep.dir={reference}"], tmp_path))
+    assert rc == 0, out[-3000:]
+    resumed, whole = results(sweep / "1"), results(reference / "1")
+    assert resumed["epochs"] == whole["epochs"] == 40
+    assert resumed["metrics"] == whole["metrics"]  # same data order and RNG states: the same numbers

@@ -199,3 +199,47 @@ def test_scripts_have_help(script):
     )
     assert proc.returncode == 0 and proc.stderr == ""
     assert "usage:" in proc.stdout and "python scripts/" in proc.stdout
+
+
+def test_a_corrupt_results_json_is_one_failed_job_and_the_rest_is_summarized(tmp_path):
+    sweep = noise_sweep(tmp_path / "sweep", noises=(0.0, 0.1, 0.2, 0.3))
+    (sweep / "1" / "results.json").write_text('{"metrics": {"test/acc"')  # cut off mid-write by hand
+    (sweep / "2" / "results.json").write_text("[0.5]")  # JSON, but no object
+    summary = write_summary(sweep)
+    assert [r["job"] for r in summary["rows"]] == ["0", "3"]
+    errors = {f["job"]: f["error"] for f in summary["failed"]}
+    assert "results.json is unreadable (JSONDecodeError" in errors["1"] and "holds a list" in errors["2"]
+    assert len((sweep / "summary.csv").read_text().splitlines()) == 3
+    report = load_script("report")
+    assert report.main([str(sweep)]) == 2  # no reference block in these configs: one line, no traceback
+
+
+def test_the_summary_covers_the_latest_launch_only(tmp_path, caplog):
+    # A 6-job grid, then a 2-job grid launched into the same sweep dir: jobs 2..5 are the old grid's.
+    from dlfoundations.sweeps.jobs import record_job, start_launch
+
+    sweep = tmp_path / "sweep"
+    start_launch(sweep)
+    for i in range(6):
+        make_job(sweep, i, [f"seed={i}"], {"test/acc": 0.5})
+        record_job(sweep / str(i), [f"seed={i}"])
+    start_launch(sweep)
+    for i in range(2):
+        (sweep / str(i) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={i}"]))
+        record_job(sweep / str(i), [f"seed={i}"])  # skip_finished: the job is of this launch again
+    with caplog.at_level(logging.WARNING):
+        summary = write_summary(sweep)
+    assert [r["job"] for r in summary["rows"]] == ["0", "1"] and not summary["failed"]
+    assert any("job dir(s) 2, 3, 4, 5 are of an earlier launch" in r.getMessage() for r in caplog.records)
+
+
+def test_the_same_run_in_two_jobs_is_counted_once(tmp_path, caplog):
+    # replicas=2 seed=0,1: seed 1 is replica 1 of job 0 and replica 0 of job 1.
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["replicas=2", "seed=0"], {"test/acc": 0.5})
+    make_job(sweep, 1, ["replicas=2", "seed=1"], {"test/acc": 0.6})
+    make_job(sweep, 2, ["seed=1", "replicas=2"], {"test/acc": 0.6})
+    with caplog.at_level(logging.WARNING):
+        rows, _ = collect(sweep)
+    assert [r["job"] for r in rows] == ["0", "1"]
+    assert any("2 is the same run as 1" in r.getMessage() for r in caplog.records)

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from dlfoundations.sweeps.jobs import sweep_resume_command
 
 _PLAIN = re.compile(r"[\w./:@%+,-]+")
 
@@ -43,7 +46,17 @@ def print_resume_hint(trainer: L.Trainer, output_dir: str | Path) -> None:
     # A resumed run interrupted before its own first checkpoint resumes from where it started.
     lasts = [p for p in [*lasts, trainer.ckpt_path] if p and Path(p).is_file()]
     where = f"files written so far stay in {output_dir}"
-    if lasts:
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        # A sweep job: a single-run command would write outside the sweep dir. Relaunching the
+        # sweep with skip_finished=true resumes this job from its last.ckpt.
+        what = "this job resumes from its last.ckpt" if lasts else "this job starts again"
+        print(
+            f"interrupted; {where}. Complete the sweep ({what}) with:\n"
+            f"{sweep_resume_command(HydraConfig.get().sweep.dir)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif lasts:
         print(
             f"interrupted; {where}. Resume with:\n{resume_command(str(Path(lasts[0]).resolve()))}",
             file=sys.stderr,

@@ -21,7 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlfoundations.atomic import atomic_write_json, atomic_write_text
 from dlfoundations.checkpoints import (
@@ -41,7 +41,15 @@ from dlfoundations.replicas.build import build_replicas, check_replicable, num_r
 from dlfoundations.schemas import register_schemas
 from dlfoundations.seeding import seed_run
 from dlfoundations.sweeps.devices import sweep_job_device
-from dlfoundations.sweeps.jobs import current_job_identity, finished_results, is_launching_process, set_aside_previous
+from dlfoundations.sweeps.jobs import (
+    current_job_identity,
+    finished_results,
+    is_launching_process,
+    last_checkpoint,
+    record_job,
+    recorded_identity,
+    set_aside_previous,
+)
 from dlfoundations.sweeps.requeue import requeued_checkpoint, slurm_restarts
 from dlfoundations.sweeps.slurm_launcher import register_launcher
 from dlfoundations.tasks.base import FIT_COUNTS, fit_counts
@@ -138,7 +146,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     else:
         seed_run(cfg.seed)
         datamodule = instantiate(cfg.data, "data")
-        net = match_precision(instantiate(cfg.model, "model"), trainer_args)
+        net = instantiate(cfg.model, "model")
+        match_precision(net, trainer_args)
         if weights and not cfg.get("ckpt_path"):
             load_weights(net, weights)
     task = instantiate(cfg.task, "task", net=net)
@@ -250,6 +259,14 @@ def record_failure(output_dir: Path, err: BaseException) -> None:
         log.exception("could not write failure.json")
 
 
+def _finished(output_dir: Path, identity: list[str]) -> dict[str, Any] | None:
+    try:
+        return finished_results(output_dir, identity)
+    except UserError as err:  # a corrupt results.json: run the job again
+        log.warning("skip_finished: %s; running the job again", err)
+        return None
+
+
 def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -269,16 +286,27 @@ def hydra_main(cfg: DictConfig) -> float | None:
     """
     output_dir = Path(cfg.paths.output_dir)
     identity = current_job_identity()
-    if cfg.get("skip_finished") and identity is not None and (done := finished_results(output_dir, identity)):
+    in_sweep = _in_multirun() and is_launching_process()
+    if cfg.get("skip_finished") and identity is not None and (done := _finished(output_dir, identity)):
         # Re-launching a sweep into its own sweep dir completes it: a job dir whose results are of
         # exactly this job's overrides is not run again (job numbers alone may name other jobs).
         log.info("skip_finished: %s holds this job's results, not running it again", output_dir / "results.json")
+        if in_sweep:
+            record_job(output_dir, identity)  # one of this launch's jobs
         return done.get("optimized_value")
-    if _in_multirun() and is_launching_process() and slurm_restarts() == 0:
+    if in_sweep and slurm_restarts() == 0:
+        last = last_checkpoint(output_dir)
+        if cfg.get("skip_finished") and last and recorded_identity(output_dir) == identity and not cfg.get("ckpt_path"):
+            # This job, interrupted (Ctrl-C, a kill): it resumes from its own last checkpoint,
+            # exactly as a single run does with ckpt_path=<its last.ckpt>.
+            log.info("skip_finished: resuming this job from its own %s", last)
+            with open_dict(cfg):
+                cfg.ckpt_path = str(last)
         # A re-used job dir (re-launch into the same sweep dir) must not mix two jobs' files. A job
         # that SLURM restarted (requeue) is the same job: it keeps its files and resumes from them.
-        if aside := set_aside_previous(output_dir, identity):
+        elif aside := set_aside_previous(output_dir, identity):
             log.info("moved what an earlier job left in %s to %s", output_dir, aside)
+        record_job(output_dir, identity)
     try:
         return main(cfg)["optimized_value"]
     except Exception as err:

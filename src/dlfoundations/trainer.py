@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.profilers import PassThroughProfiler
 from omegaconf import DictConfig, OmegaConf
 
@@ -94,6 +95,12 @@ def build_trainer(trainer_args: dict[str, Any], **objects: Any) -> L.Trainer:
     Without ``trainer.profiler`` the Trainer gets a :class:`NullProfiler`."""
     if trainer_args.get("profiler") is None:
         objects.setdefault("profiler", NullProfiler())
+    if trainer_args.get("enable_progress_bar") is False and any(
+        isinstance(c, ProgressBar) for c in objects.get("callbacks") or []
+    ):
+        # An experiment turns Lightning's default bar off (trainer.enable_progress_bar=false); a
+        # progress-bar callback chosen on top of it (callbacks=default) is the more specific wish.
+        trainer_args = {**trainer_args, "enable_progress_bar": True}
     try:
         return hydra.utils.instantiate(trainer_args, _convert_="all", **objects)
     except InstantiationException as err:

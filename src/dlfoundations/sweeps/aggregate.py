@@ -11,7 +11,6 @@ mean with a band; ``plot_bars`` draws a sweep over categories as labelled bars.
 
 import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -22,6 +21,7 @@ import yaml
 
 from dlfoundations.atomic import atomic_write, atomic_write_text
 from dlfoundations.errors import UserError
+from dlfoundations.sweeps.jobs import read_record
 
 BANDS = ("std", "ci95", "none")
 BAND_LABEL = {"std": "band: mean ± std over seeds", "ci95": "band: 95% CI of the mean over seeds", "none": ""}
@@ -109,7 +109,7 @@ def load_rows(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, st
     if not path.is_dir():
         raise UserError(f"{path} is not a directory; give a run dir (with results.json) or a sweep dir")
     if (path / "results.json").exists():
-        data = json.loads((path / "results.json").read_text())
+        data = read_record(path / "results.json")
         metrics = dict(data.get("metrics", {}))
         metrics.update({k[:-4] + "/err": 1.0 - v for k, v in data.get("metrics", {}).items() if k.endswith("/acc")})
         extra = {k: data[k] for k in ("num_params", "epochs") if k in data}

@@ -10,7 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dlfoundations.sweeps.jobs import is_launching_process
+from dlfoundations.sweeps.jobs import is_launching_process, start_launch, sweep_resume_command
 from dlfoundations.sweeps.summary import log_summary_to_wandb, write_summary
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if is_launching_process():
+            start_launch(Path(config.hydra.sweep.dir))  # the summary reads this launch's jobs only
             self._pending = config
             # atexit also runs when KeyboardInterrupt or SystemExit (Lightning's answer to Ctrl-C
             # during fit) ends the multirun before on_multirun_end; the exit code stays non-zero.
@@ -63,7 +64,7 @@ class SweepSummary(Callback):
         except Exception:  # the interpreter is exiting: report, never mask the original exit
             log.exception("could not write the sweep summary")
             return
-        log.warning("to run the remaining jobs: the same command with hydra.sweep.dir=%s skip_finished=true", sweep_dir)
+        log.warning("to run the remaining jobs (interrupted ones resume): %s", sweep_resume_command(sweep_dir))
 
     def _summarize(self, config: DictConfig) -> tuple[Path, dict[str, Any]]:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -6,7 +6,6 @@ width x epoch, epochs on a log axis, seeds averaged; ``epochwise_widest.png`` th
 widest model against the epoch. Sweeps over further keys (e.g. label noise) get one pair per value.
 """
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 
 from dlfoundations.atomic import atomic_write
 from dlfoundations.sweeps.aggregate import config_value, to_float, varying_keys
+from dlfoundations.sweeps.jobs import read_record
 from dlfoundations.sweeps.summary import job_dirs
 
 ERRORS = ("test/err", "train_eval/err", "train_clean/err")
@@ -31,7 +31,7 @@ def read_history(job_dir: str | Path) -> list[dict[str, float]]:
     path = Path(job_dir) / "eval_history.json"
     if not path.exists():
         return []
-    history = json.loads(path.read_text()).get("history", [])
+    history = read_record(path).get("history", [])
     for entry in history:
         entry.update({k[:-4] + "/err": 1.0 - v for k, v in list(entry.items()) if k.endswith("/acc")})
     return history

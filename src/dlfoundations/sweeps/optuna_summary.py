@@ -7,7 +7,6 @@ the searched parameters, and the value the trial returned (``optimized_value`` o
 
 import csv
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from dlfoundations.atomic import atomic_write_text
+from dlfoundations.sweeps.jobs import read_record
 from dlfoundations.sweeps.summary import collect
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def trials_table(sweep_dir: str | Path, params: list[str]) -> list[dict[str, Any
     rows, failed = collect(sweep_dir)
     table = []
     for row in rows:
-        results = json.loads((sweep_dir / row["job"] / "results.json").read_text())
+        results = read_record(sweep_dir / row["job"] / "results.json")  # collect() read it already
         table.append(
             {
                 "trial": row["job"],

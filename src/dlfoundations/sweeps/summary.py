@@ -11,7 +11,6 @@ name the rest. The steps are separate functions: :func:`collect`, :func:`choose_
 
 import csv
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,26 @@ import yaml
 
 from dlfoundations.atomic import atomic_write_text
 from dlfoundations.errors import UserError
-from dlfoundations.sweeps.jobs import job_identity, recorded_identity, replica_dirs
+from dlfoundations.sweeps.jobs import job_identity, launch_jobs, read_record, recorded_identity, replica_dirs
 
 log = logging.getLogger(__name__)
 NOT_METRICS = ("job", "num_params")
+NO_RESULTS = "no results.json: the job crashed without a trace, was interrupted or is still running"
 
 
 def job_dirs(sweep_dir: str | Path) -> list[Path]:
-    """The sweep's runs in job order: its job folders, a replicated job's replica folders in its place."""
+    """The sweep's runs in job order: the job folders of its latest launch (:func:`launch_jobs`),
+    a replicated job's replica folders in its place."""
     jobs = (p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml"))
     ordered = sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else p.name))
-    return [run for job in ordered for run in (replica_dirs(job) or [job])]
+    mine, _ = launch_jobs(Path(sweep_dir), ordered)
+    return [run for job in mine for run in (replica_dirs(job) or [job])]
+
+
+def earlier_jobs(sweep_dir: str | Path) -> list[str]:
+    """Names of the job folders an earlier launch left in the sweep dir (not summarized)."""
+    jobs = sorted(p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml"))
+    return [p.name for p in launch_jobs(Path(sweep_dir), jobs)[1]]
 
 
 def config_value(job: Path, key: str) -> Any:
@@ -49,6 +57,7 @@ def collect(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> tuple[list[dic
     failed/unfinished jobs with their error, both sorted by job number. ``keys`` that a job did not
     override are read from the config its run saved, so every row says what its value was."""
     rows, failed = [], []
+    seen: dict[tuple[str, ...], str] = {}
     for job in job_dirs(sweep_dir):
         name = job.relative_to(sweep_dir).as_posix()
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
@@ -68,14 +77,22 @@ def collect(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> tuple[list[dic
             continue
         if not results.exists():
             failure = job / "failure.json"
-            error = (
-                json.loads(failure.read_text()).get("error", "?")
-                if failure.exists()
-                else "no results.json: the job crashed without a trace, was interrupted or is still running"
-            )
+            try:
+                error = read_record(failure).get("error", "?") if failure.exists() else NO_RESULTS
+            except UserError as err:
+                error = f"{NO_RESULTS}; {err}"
             failed.append({"job": name, "overrides": " ".join(overrides), "error": error})
             continue
-        data = json.loads(results.read_text())
+        try:
+            data = read_record(results)
+        except UserError as err:  # one broken job: listed as failed, the others summarized
+            failed.append({"job": name, "overrides": " ".join(overrides), "error": str(err)})
+            continue
+        run = tuple(job_identity(overrides))
+        if run in seen:  # replicas=2 seed=0,1: seed 1 trained by both jobs is one run
+            log.warning("sweep summary: %s is the same run as %s (same overrides); counted once", name, seen[run])
+            continue
+        seen[run] = name
         params = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o and not o.startswith("~"))
         for key in keys:
             if key and key not in params and key not in NOT_METRICS:
@@ -187,6 +204,12 @@ def write_summary(
     from dlfoundations.sweeps.plot import plot_summary
 
     sweep_dir = Path(sweep_dir)
+    if earlier := earlier_jobs(sweep_dir):
+        log.warning(
+            "sweep summary: job dir(s) %s are of an earlier launch into %s (other overrides): left out",
+            ", ".join(earlier),
+            sweep_dir,
+        )
     rows, failed = collect(sweep_dir, keys=tuple(k for k in (x, group_by) if k))
     y = list(y or ["test/err", "train_eval/err"])
     written: list[Path] = []

@@ -10,13 +10,13 @@ logger's per-epoch rows); a job that never fits is shown as not fitted, never as
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dlfoundations.atomic import atomic_write, atomic_write_text
 from dlfoundations.sweeps.aggregate import config_value, mean_std_ci, to_float
+from dlfoundations.sweeps.jobs import read_record
 
 
 def train_accuracy_per_epoch(job_dir: str | Path, metric: str = "train_eval/acc") -> list[tuple[int, float]]:
@@ -24,7 +24,7 @@ def train_accuracy_per_epoch(job_dir: str | Path, metric: str = "train_eval/acc"
     job_dir = Path(job_dir)
     history = job_dir / "eval_history.json"
     if history.exists():
-        entries = json.loads(history.read_text()).get("history", [])
+        entries = read_record(history).get("history", [])
         return [(int(e["epoch"]), float(e[metric])) for e in entries if metric in e]
     metrics = job_dir / "metrics.csv"
     if metrics.exists():
