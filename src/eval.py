@@ -3,7 +3,12 @@
 Thin on purpose: everything lives in the installed package ``dlfoundations`` (``make setup``).
 """
 
-from dlfoundations.eval import cli
+import sys
+
+try:
+    from dlfoundations.eval import cli
+except KeyboardInterrupt:  # Ctrl-C while the libraries load: nothing has run yet
+    sys.exit("error: interrupted (Ctrl-C) while starting; nothing ran")
 
 if __name__ == "__main__":
     cli()

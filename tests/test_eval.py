@@ -133,9 +133,10 @@ def test_eval_mistakes_are_one_line_errors(trained, tmp_path):
             r"^error: predict.input=.*wrong.npz holds a tensor of shape \[3, 41\]; the model takes \[N, 40\]"
         ),
         "experiment=memorize": r"^error: experiment=memorize: eval rebuilds the run from its own config",
+        f"paths.log_dir={tmp_path / 'wrong.npz' / 'logs'}": r"^error: cannot write .*wrong.npz/logs/eval/runs/.*",
     }
     for override, message in cases.items():
-        proc = eval_cli([f"ckpt_path={run_dir}", *common, override], tmp_path)
+        proc = eval_cli([f"ckpt_path={run_dir}", *common, override], tmp_path)  # the last log_dir wins
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert len(errors) == 1 and re.match(message, errors[0]), errors
@@ -221,3 +222,40 @@ def test_eval_multirun_writes_one_result_per_job_and_no_false_failures(trained, 
     for job, name in (("0", "test/acc"), ("1", "val/acc")):
         results = json.loads((sweep / job / "eval_results.json").read_text())
         assert abs(results["metrics"][name] - metrics[name]) <= EXACT
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("text", r"is not a readable \.pt file \(KeyError"),  # a text file named .pt
+        ({"y": torch.zeros(2, 40)}, r"holds \['y'\], no x; save the inputs as x"),
+        (torch.zeros(2, 40, dtype=torch.complex64), r"holds torch.complex64 values"),
+        (torch.full((2, 40), float("nan")), r"holds 80 NaN/inf value\(s\) of 80"),
+        (torch.tensor([[0.0] * 39 + [float("inf")]]), r"holds 1 NaN/inf value\(s\) of 40"),
+    ],
+)
+def test_predict_inputs_that_would_give_meaningless_predictions_are_refused(content, message, tmp_path):
+    from dlfoundations.eval import load_inputs
+
+    path = tmp_path / "inputs.pt"
+    if content == "text":
+        path.write_text("hello\n")
+    else:
+        torch.save(content, path)
+    with pytest.raises(UserError, match=message):
+        load_inputs(str(path), [40], torch.float32)
+    np.savez(tmp_path / "only_y.npz", y=np.zeros((2, 40)))
+    with pytest.raises(UserError, match=r"holds \['y'\], no x"):  # never guessed from its only array
+        load_inputs(str(tmp_path / "only_y.npz"), [40], torch.float32)
+    torch.save({"x": torch.ones(2, 40)}, tmp_path / "ok.pt")
+    assert torch.equal(load_inputs(str(tmp_path / "ok.pt"), [40], torch.float32), torch.ones(2, 40))
+
+
+@pytest.mark.parametrize("text", ["model: [unclosed\n", "- a list\n", "seed: 3\n"])
+def test_a_malformed_run_config_is_one_line(text, tmp_path):
+    from dlfoundations.eval import run_config
+
+    (tmp_path / "config_unresolved.yaml").write_text(text)
+    with pytest.raises(UserError, match=r"config_unresolved.yaml is not a (readable|run) config") as err:
+        run_config(tmp_path)
+    assert "\n" not in str(err.value)

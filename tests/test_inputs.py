@@ -193,6 +193,12 @@ MISTAKES = {
     ),
     "data_dir-file": (["paths.data_dir={a_file}"], r"paths.data_dir={a_file} is not a directory; .*"),
     "data_dir-read_only": (["paths.data_dir={read_only}"], r"paths.data_dir={read_only} is not writable .*"),
+    # Hydra creates the run dir before anything of ours runs: an OSError, then one line.
+    "log_dir-file": (
+        ["paths.log_dir={a_file}/logs"],
+        r"cannot write {a_file}/logs/train/runs/\S+: Not a directory; choose a writable paths.log_dir .*",
+    ),
+    "log_dir-read_only": (["paths.log_dir={read_only}/logs"], r"cannot write {read_only}/logs\S*: .*; choose a .*"),
     "task_name-dotdot": (
         ["task_name=../../{escape_name}"],
         r"task_name='\.\./\.\./.*' would put the run outside paths.log_dir; .*",

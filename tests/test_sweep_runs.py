@@ -213,3 +213,23 @@ def test_an_interrupted_sweep_job_resumes_from_its_last_checkpoint_exactly(tmp_p
     resumed, whole = results(sweep / "1"), results(reference / "1")
     assert resumed["epochs"] == whole["epochs"] == 40
     assert resumed["metrics"] == whole["metrics"]  # same data order and RNG states: the same numbers
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_local_parallel_sweep_is_one_line_then_the_summary(tmp_path):
+    # Ctrl-C reaches the whole process group: the parent waiting in joblib and its workers.
+    sweep = tmp_path / "sweep"
+    proc = sweep_cli(
+        ["hydra/launcher=local", "trainer.max_epochs=100000", "seed=0,1", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None and not list(sweep.glob("*/checkpoints/last.ckpt")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    rc, out = finish(proc, timeout=120)
+    assert rc == 130 and "Traceback" not in out, out[-3000:]
+    assert "error: interrupted (Ctrl-C); files written so far are kept" in out
+    assert "summarizing the jobs that finished" in out and f"hydra.sweep.dir={sweep} skip_finished=true" in out

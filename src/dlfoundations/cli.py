@@ -69,6 +69,23 @@ def run_entry(entry: Callable[[], Any]) -> None:
         for text in lines:
             print(f"error: {text}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        if not own:
+            raise
+        # Ctrl-C outside Lightning's fit (which handles its own): start-up, data loading, or the
+        # parent of a local parallel sweep waiting on its workers. The sweep's summary follows.
+        print("error: interrupted (Ctrl-C); files written so far are kept", file=sys.stderr, flush=True)
+        sys.exit(130)
+    except OSError as err:
+        if not own or err.filename is None:
+            raise
+        # Typically Hydra creating the run dir under paths.log_dir (a file, or not writable).
+        print(
+            f"error: cannot write {err.filename}: {err.strerror}; choose a writable paths.log_dir "
+            "(HYDRA_FULL_ERROR=1 shows where it happened)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     finally:
         if own:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -69,10 +69,22 @@ def locate(ckpt_path: str) -> tuple[Path, Path]:
     raise UserError(f"ckpt_path={ckpt_path} does not exist; pass a run dir or a checkpoint in <run dir>/checkpoints/")
 
 
-def _run_config(run_dir: Path) -> dict[str, Any]:
+def run_config(run_dir: Path) -> dict[str, Any]:
     for name in ("config_unresolved.yaml", ".hydra/config.yaml"):
         if (run_dir / name).is_file():
-            return cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(run_dir / name), resolve=False))
+            try:
+                tree = OmegaConf.to_container(OmegaConf.load(run_dir / name), resolve=False)
+            except Exception as err:  # not YAML, or YAML OmegaConf cannot hold
+                raise UserError(
+                    f"{run_dir / name} is not a readable config ({type(err).__name__}: {str(err).splitlines()[0]}); "
+                    "restore it from the run's .hydra/config.yaml or evaluate another run"
+                ) from err
+            if not isinstance(tree, dict) or not isinstance(tree.get("model"), dict):
+                raise UserError(
+                    f"{run_dir / name} is not a run config (no model node); restore it from the run's "
+                    ".hydra/config.yaml or evaluate another run"
+                )
+            return cast(dict[str, Any], tree)
     raise UserError(
         f"{run_dir} has no config_unresolved.yaml (nor .hydra/config.yaml), so its model and data "
         "cannot be rebuilt; evaluate a checkpoint inside the run dir that wrote it"
@@ -105,7 +117,7 @@ def eval_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, 
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise UserError("ckpt_path is required: python src/eval.py ckpt_path=<run dir or checkpoint>")
     run_dir, ckpt = locate(str(cfg.ckpt_path))
-    run = _run_config(run_dir)
+    run = run_config(run_dir)
     composed = cast(
         dict[str, Any], OmegaConf.to_container(cfg, resolve=False)
     )  # interpolations kept: they resolve in the merge
@@ -133,7 +145,7 @@ def eval_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, 
 
 def load_inputs(path: str, input_shape: Sequence[int], dtype: torch.dtype) -> Tensor:
     """The tensor of a ``.pt`` file (a tensor, or a dict with key ``x``) or a ``.npz`` file (array
-    ``x``, or its only array), checked to be ``[N, *input_shape]``."""
+    ``x``), checked to be ``[N, *input_shape]`` of finite real numbers."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise UserError(f"predict.input={path} is not a file")
@@ -146,13 +158,14 @@ def load_inputs(path: str, input_shape: Sequence[int], dtype: torch.dtype) -> Te
             arrays = loaded if isinstance(loaded, dict) else {"x": loaded}
         else:
             raise UserError(f"predict.input={path}: use a .pt (torch.save of a tensor) or .npz (numpy.savez) file")
-    except (OSError, ValueError, RuntimeError, EOFError) as err:
-        raise UserError(
-            f"predict.input={path} is not a readable {file.suffix} file ({str(err).splitlines()[0]})"
-        ) from err
-    x = arrays.get("x", next(iter(arrays.values())) if len(arrays) == 1 else None)
+    except UserError:
+        raise
+    except Exception as err:  # whatever a file that is no tensor file makes the loaders raise
+        why = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+        raise UserError(f"predict.input={path} is not a readable {file.suffix} file ({why})") from err
+    x = arrays.get("x")
     if x is None:
-        raise UserError(f"predict.input={path} holds {sorted(arrays)}; name the inputs x")
+        raise UserError(f"predict.input={path} holds {sorted(map(str, arrays))}, no x; save the inputs as x")
     try:
         x = torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -162,7 +175,13 @@ def load_inputs(path: str, input_shape: Sequence[int], dtype: torch.dtype) -> Te
             f"predict.input={path} holds a tensor of shape {list(x.shape)}; the model takes "
             f"[N, {', '.join(map(str, input_shape))}] (N inputs as the data config prepares them)"
         )
-    return x.to(dtype)
+    if x.is_complex() or x.dtype == torch.bool:
+        raise UserError(f"predict.input={path} holds {x.dtype} values; the model takes real numbers")
+    x = x.to(dtype)
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise UserError(f"predict.input={path} holds {bad} NaN/inf value(s) of {x.numel()}; give finite inputs")
+    return x
 
 
 class Predictor(L.LightningModule):
