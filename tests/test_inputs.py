@@ -193,6 +193,10 @@ MISTAKES = {
     ),
     "data_dir-file": (["paths.data_dir={a_file}"], r"paths.data_dir={a_file} is not a directory; .*"),
     "data_dir-read_only": (["paths.data_dir={read_only}"], r"paths.data_dir={read_only} is not writable .*"),
+    "monitor-not-evaluated": (
+        ["experiment=memorize_cpu", "data.eval_sets=[]"],
+        r"callbacks.stop_when_memorized acts on train_eval/acc, but data.eval_sets=\[\] does not evaluate .*",
+    ),
     # Hydra creates the run dir before anything of ours runs: an OSError, then one line.
     "log_dir-file": (
         ["paths.log_dir={a_file}/logs"],

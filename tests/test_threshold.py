@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dlfoundations.sweeps import write_summary
-from dlfoundations.sweeps.threshold import find_peak, interpolation_threshold
+from dlfoundations.sweeps.threshold import describe, find_peak, interpolation_threshold
 from tests.synthetic_sweeps import make_sweep
 
 # The MNIST-1D notebook's MLP at 15% noise (width: train error, test error).
@@ -35,7 +35,15 @@ def points():
 
 def test_peak_is_the_highest_interior_maximum_not_the_tiny_models():
     assert find_peak([0.696, 0.490, 0.472, 0.508, 0.528, 0.5405, 0.540, 0.502, 0.455]) == 5
-    assert find_peak([0.3, 0.2, 0.1]) == 0  # no interior maximum: the global one
+    assert find_peak([0.3, 0.2, 0.1]) is None  # a monotone curve has no peak
+    falling = [
+        {"model.width": w, "num_params": w, "train_eval/err": e, "test/err": e} for w, e in ((4, 0.61), (8, 0.5))
+    ]
+    result = interpolation_threshold(falling, epsilon=0.01)
+    assert result["peak"] is None and result["highest"]["x"] == 4 and result["relation"] == "no threshold"
+    assert describe(result).startswith(
+        "no interior test-error peak (the highest, 0.61, is at the boundary model.width=4)"
+    )
 
 
 def test_threshold_and_peak_on_the_notebook_curve():
@@ -78,3 +86,12 @@ def test_describe_names_threshold_peak_and_sizes():
     )
     unknown = [{**p, "num_params": None} for p in points()]
     assert "params unknown" in describe(interpolation_threshold(unknown))
+
+
+def test_a_report_peak_check_on_a_monotone_curve_says_there_is_no_peak():
+    from dlfoundations.sweeps.report import FAIL, check_peak
+
+    falling = {4: [0.6125], 8: [0.55], 16: [0.5], 32: [0.45]}
+    check = check_peak(falling, {"tolerance": 0.04}, {"x": 16, "y": 0.54, "search": [4, 32]})
+    assert check["verdict"] == FAIL and check["note"].startswith("no interior peak in 4..32")
+    assert "measured_x" not in check  # no boundary point passed off as the peak

@@ -3,6 +3,7 @@
 import csv
 
 import pytest
+from omegaconf import OmegaConf
 
 from dlfoundations.sweeps import write_summary
 from dlfoundations.sweeps.zhang import epochs_to_fit
@@ -31,3 +32,16 @@ def test_label_noise_sweep_gives_test_error_and_epochs_to_fit_per_level(tmp_path
     assert [float(r["epochs_to_fit"]) for r in rows] == pytest.approx([10.5, 20.5, 30.5], abs=1e-12)
     assert [float(r["test/err"]) for r in rows] == pytest.approx([0.1, 0.5, 0.9], abs=1e-9)
     assert all(r["jobs_not_fitted"] == "0" and r["epochs_to_fit.n"] == "2" for r in rows)
+
+
+@pytest.mark.parametrize("experiment", ["memorize", "memorize_cpu"])
+def test_fitted_means_the_same_in_the_report_and_in_zhang_csv(experiment, tmp_path):
+    from dlfoundations.sweeps.report import FAIL, PASS, check_curve
+    from tests.helpers import make_cfg
+
+    reference = OmegaConf.to_container(make_cfg([f"experiment={experiment}"], tmp_path).reference)
+    (train,) = [c for c in reference["curves"] if c["metric"] == "train_eval/acc"]
+    for accuracy, fitted in ((0.9977, False), (1.0, True), (1.0 - 2**-24, True)):  # the last: float32 rounding
+        (check,) = check_curve({None: [accuracy]}, train)["checks"]
+        assert check["verdict"] == (PASS if fitted else FAIL), accuracy
+        assert (epochs_to_fit([(1, accuracy)]) is not None) == fitted, accuracy

@@ -5,6 +5,8 @@
 - :func:`check_options`: every data/model config key is an argument of its class (types are the
   schemas' job, at compose time).
 - :func:`check_optimizer`: the optimizer's constructor accepts its values (``optimizer.lr=-1``).
+- :func:`check_monitors`: a callback that acts on an evaluation set's metric (early stopping at
+  100% train accuracy) has that set evaluated (``data.eval_sets``); else it would never act.
 - :func:`check_data_dir`: the data dir is a directory, and what the data module will write
   there (downloads, caches: ``files_to_write``) can be written.
 - :func:`check_fit`: the model is built and run on a zero batch of ``data.input_shape``; its output
@@ -27,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from dlfoundations.data.base import EVAL_SETS
 from dlfoundations.errors import UserError
 from dlfoundations.schemas import constructor_arguments
 
@@ -38,8 +41,23 @@ def preflight(cfg: DictConfig) -> None:
     check_task_name(cfg.get("task_name"))
     check_options(cfg)
     check_optimizer(cfg)
+    check_monitors(cfg)
     check_fit(cfg)
     check_data_dir(cfg)
+
+
+def check_monitors(cfg: DictConfig) -> None:
+    """Every callback's ``monitor`` of an evaluation set (``train_eval/acc``) names a set that
+    ``data.eval_sets`` evaluates during fit; otherwise the callback silently never acts."""
+    evaluated = set(OmegaConf.select(cfg, "data.eval_sets", default=None) or [])
+    for name, node in (cfg.get("callbacks") or {}).items():
+        monitor = node.get("monitor") if isinstance(node, DictConfig) else None
+        where = str(monitor).split("/", 1)[0] if monitor else None
+        if where in EVAL_SETS and where not in evaluated:
+            raise UserError(
+                f"callbacks.{name} acts on {monitor}, but data.eval_sets={sorted(evaluated)} does not evaluate "
+                f"{where} during fit, so it would never act; add {where} to data.eval_sets or set callbacks.{name}=null"
+            )
 
 
 # -- paths ------------------------------------------------------------------------------------

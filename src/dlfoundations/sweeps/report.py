@@ -156,6 +156,10 @@ def check_peak(measured: dict[Any, list[float]], curve: dict[str, Any], peak: di
         return {**check, "verdict": MISSING, "note": f"needs >= 3 measured x in {low}..{high}, got {len(xs)}"}
     means = [sum(measured[x]) / len(measured[x]) for x in xs]
     i = find_peak(means)
+    if i is None:
+        top = max(range(len(xs)), key=lambda k: means[k])
+        note = f"no interior peak in {low:g}..{high:g}: the highest mean ({means[top]:.4g}) is at x={xs[top]:g}"
+        return {**check, "verdict": FAIL, "note": note}
     x_meas, y_meas = xs[i], means[i]
     if peak.get("x_factor"):
         factor = float(peak["x_factor"])

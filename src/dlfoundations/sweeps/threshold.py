@@ -2,8 +2,8 @@
 
 The threshold is the smallest width whose train error on the (noisy) training labels is at most
 ``epsilon``: the first model that fits its training set. The peak is the highest interior local
-maximum of the test error (a point above both neighbours; the global maximum when there is none),
-so that the high error of the tiniest models does not count as "the peak".
+maximum of the test error (a point above both neighbours), so that the high error of the tiniest
+models does not count as "the peak"; a curve without one (monotone, say) has no peak, and says so.
 """
 
 from collections.abc import Sequence
@@ -19,12 +19,11 @@ def _point(x: float, num_params: float | None, train_size: int | None, **values:
     return {"x": x, "num_params": num_params, "params_per_sample": ratio, **values}
 
 
-def find_peak(ys: Sequence[float]) -> int:
+def find_peak(ys: Sequence[float]) -> int | None:
     """Index of the highest interior local maximum of ``ys`` (``>`` left, ``>=`` right neighbour);
-    the index of the global maximum when the curve has no interior local maximum."""
+    None when the curve has none (its highest point is at a boundary: no peak)."""
     interior = [i for i in range(1, len(ys) - 1) if ys[i] > ys[i - 1] and ys[i] >= ys[i + 1]]
-    candidates = interior or range(len(ys))
-    return max(candidates, key=lambda i: ys[i])
+    return max(interior, key=lambda i: ys[i]) if interior else None
 
 
 def interpolation_threshold(
@@ -47,7 +46,8 @@ def interpolation_threshold(
         return None
     fitted = [i for i, c in enumerate(curve) if c[2] <= epsilon]
     peak_i = find_peak([c[3] for c in curve])
-    xv, params, train, test = curve[peak_i]
+    highest = max(range(len(curve)), key=lambda i: curve[i][3])
+    xv, params, train, test = curve[highest if peak_i is None else peak_i]
     result: dict[str, Any] = {
         "x_key": x,
         "train_metric": train_metric,
@@ -55,7 +55,9 @@ def interpolation_threshold(
         "epsilon": epsilon,
         "train_size": train_size,
         "threshold": None,
-        "peak": _point(xv, params, train_size, **{test_metric: test, train_metric: train}),
+        # None on a curve without an interior maximum; "highest" is then its boundary maximum.
+        "peak": None if peak_i is None else _point(xv, params, train_size, **{test_metric: test, train_metric: train}),
+        "highest": _point(xv, params, train_size, **{test_metric: test, train_metric: train}),
         "relation": "no threshold",
         "grid_steps": None,
         "peak_over_threshold": None,
@@ -64,9 +66,12 @@ def interpolation_threshold(
         t = fitted[0]
         xt, params_t, train_t, test_t = curve[t]
         result["threshold"] = _point(xt, params_t, train_size, **{train_metric: train_t, test_metric: test_t})
-        result["relation"] = "at" if peak_i == t else ("below" if peak_i < t else "above")
-        result["grid_steps"] = peak_i - t
-        result["peak_over_threshold"] = xv / xt if xt else None
+        if peak_i is None:
+            result["relation"] = "no interior peak"
+        else:
+            result["relation"] = "at" if peak_i == t else ("below" if peak_i < t else "above")
+            result["grid_steps"] = peak_i - t
+            result["peak_over_threshold"] = xv / xt if xt else None
     return result
 
 
@@ -79,9 +84,21 @@ def describe(result: dict[str, Any]) -> str:
         params = f"{p['num_params']:.0f} params" if p["num_params"] is not None else "params unknown"
         return params + (f", {p['params_per_sample']:.3g} params/sample" if p["params_per_sample"] else "")
 
-    head = f"test-error peak {peak[metric]:.4g} at {result['x_key']}={peak['x']:g} ({size(peak)})"
+    if peak is None:
+        top = result["highest"]
+        head = (
+            f"no interior test-error peak (the highest, {top[metric]:.4g}, is at the boundary "
+            f"{result['x_key']}={top['x']:g})"
+        )
+    else:
+        head = f"test-error peak {peak[metric]:.4g} at {result['x_key']}={peak['x']:g} ({size(peak)})"
     if thr is None:
         return f"{head}; no width reaches {result['train_metric']} <= {result['epsilon']:g} (no threshold)"
+    if peak is None:
+        return (
+            f"{head}; interpolation threshold ({result['train_metric']} <= {result['epsilon']:g}) at "
+            f"{result['x_key']}={thr['x']:g} ({size(thr)})"
+        )
     return (
         f"{head}; interpolation threshold ({result['train_metric']} <= {result['epsilon']:g}) at "
         f"{result['x_key']}={thr['x']:g} ({size(thr)}); the peak is "
