@@ -5,6 +5,8 @@
 - :func:`check_options`: every data/model config key is an argument of its class (types are the
   schemas' job, at compose time).
 - :func:`check_optimizer`: the optimizer's constructor accepts its values (``optimizer.lr=-1``).
+- :func:`check_memory`: the model (times ``replicas``), its gradients, optimizer state and a
+  batch's activations, estimated on the meta device, fit in the device's free memory.
 - :func:`check_monitors`: a callback that acts on an evaluation set's metric (early stopping at
   100% train accuracy) has that set evaluated (``data.eval_sets``); else it would never act.
 - :func:`check_data_dir`: the data dir is a directory, and what the data module will write
@@ -29,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from dlfoundations import sizing
 from dlfoundations.data.base import EVAL_SETS
 from dlfoundations.errors import UserError
 from dlfoundations.schemas import constructor_arguments
@@ -42,6 +45,7 @@ def preflight(cfg: DictConfig) -> None:
     check_options(cfg)
     check_optimizer(cfg)
     check_monitors(cfg)
+    check_memory(cfg)
     check_fit(cfg)
     check_data_dir(cfg)
 
@@ -58,6 +62,21 @@ def check_monitors(cfg: DictConfig) -> None:
                 f"callbacks.{name} acts on {monitor}, but data.eval_sets={sorted(evaluated)} does not evaluate "
                 f"{where} during fit, so it would never act; add {where} to data.eval_sets or set callbacks.{name}=null"
             )
+
+
+def check_memory(cfg: DictConfig) -> None:
+    """Refuse, naming the estimate, a run whose lower-bound memory need (:mod:`dlfoundations.sizing`)
+    exceeds the free memory of its device: it would thrash or be killed after minutes."""
+    replicas = int(cfg.get("replicas") or 1)
+    size = sizing.estimate(cfg, replicas)
+    room = sizing.available_bytes(str(cfg.trainer.get("accelerator", "auto")))
+    if size is None or room is None or sizing.fits(size["bytes"], room[0]):
+        return
+    batch = int(cfg.data.get("batch_size") or 1)
+    raise UserError(
+        f"this run needs {sizing.describe(size, replicas, batch)}, and {room[1]} has {sizing.gib(room[0])} free; "
+        "use a smaller model (model.width), fewer replicas or a smaller data.batch_size"
+    )
 
 
 # -- paths ------------------------------------------------------------------------------------

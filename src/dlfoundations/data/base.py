@@ -15,6 +15,7 @@ or not, in eval mode: the "train accuracy" of the papers) and ``train_clean`` (t
 inputs with their original labels).
 """
 
+import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -38,6 +39,17 @@ EVAL_SETS = ("val", "train_eval", "train_clean", "test")
 TEST_SETS = ("test", "val", "train_eval", "train_clean")
 # Sets with the same inputs (the training inputs, with noisy and with clean labels): one forward pass.
 SHARED_INPUTS = ("train_eval", "train_clean")
+
+
+log = logging.getLogger(__name__)
+_SAID: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """Log a warning once per process (replicas set up one datamodule each, with the same data)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        log.warning(message)
 
 
 def eval_groups(names: list[str] | tuple[str, ...]) -> list[list[str]]:
@@ -203,6 +215,11 @@ class InMemoryDataModule(L.LightningDataModule):
             self.noise_mask = torch.zeros(len(s.y_train), dtype=torch.bool)
         if "val" in self.eval_sets and len(s.x_val) == 0:
             raise UserError("data.eval_sets contains 'val' but data.val_size is 0; set val_size > 0")
+        if self.batch_size > len(s.x_train):
+            say_once(
+                f"data.batch_size={self.batch_size} is larger than the {len(s.x_train)} training items: "
+                f"every epoch is one batch of {len(s.x_train)}"
+            )
         if self.trainer is not None and str(self.trainer.precision).startswith("64"):
             # trainer.precision=64-true: the net is float64, and so must its inputs be (the task
             # pulls its batches itself, past Lightning's input conversion).
