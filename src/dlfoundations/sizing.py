@@ -38,10 +38,11 @@ def available_bytes(accelerator: str) -> tuple[int, str] | None:
 
 
 def _state_per_param(optimizer: DictConfig | None) -> int:
-    name = str((optimizer or {}).get("_target_", "")).rsplit(".", 1)[-1]
+    node: Any = optimizer if optimizer is not None else {}
+    name = str(node.get("_target_", "")).rsplit(".", 1)[-1]
     per = STATE_PER_PARAM.get(name, 2)
     if per is None:  # SGD: a momentum buffer only with momentum
-        per = 1 if float((optimizer or {}).get("momentum") or 0) > 0 else 0
+        per = 1 if float(node.get("momentum") or 0) > 0 else 0
     return per
 
 
