@@ -193,6 +193,10 @@ MISTAKES = {
     ),
     "data_dir-file": (["paths.data_dir={a_file}"], r"paths.data_dir={a_file} is not a directory; .*"),
     "data_dir-read_only": (["paths.data_dir={read_only}"], r"paths.data_dir={read_only} is not writable .*"),
+    "max_epochs-0": (
+        ["trainer.max_epochs=0"],
+        r"trainer.max_epochs=0 trains nothing; to test weights without training use train=false with .*",
+    ),
     "monitor-not-evaluated": (
         ["experiment=memorize_cpu", "data.eval_sets=[]"],
         r"callbacks.stop_when_memorized acts on train_eval/acc, but data.eval_sets=\[\] does not evaluate .*",
