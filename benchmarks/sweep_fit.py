@@ -19,7 +19,7 @@ no logger, callbacks, checkpoints or validation. Floor / hand is what Lightning'
 per-step API costs on this workload; project / floor is what the project adds on top (metrics,
 logging, its hooks).
 
-    python -m benchmarks.sweep_fit [--quick]
+    python -m benchmarks.sweep_fit [--quick] [--override callbacks=none ...]
 """
 
 import argparse
@@ -186,8 +186,10 @@ def launch_sweep(epochs: int, log_dir: Path, data_dir: str, *extra: str) -> tupl
     return time.perf_counter() - start, proc
 
 
-def _project_sweep(epochs: int, log_dir: Path, data_dir: str) -> tuple[float, dict[int, tuple[float, float]]]:
-    wall, proc = launch_sweep(epochs, log_dir, data_dir)
+def _project_sweep(
+    epochs: int, log_dir: Path, data_dir: str, extra: tuple[str, ...] = ()
+) -> tuple[float, dict[int, tuple[float, float]]]:
+    wall, proc = launch_sweep(epochs, log_dir, data_dir, *extra)
     jobs = {}
     for path in log_dir.glob("double_descent/multiruns/*/*/results.json"):
         results = json.loads(path.read_text())
@@ -207,7 +209,9 @@ def _check_same_work(name: str, hand: dict, other: dict, widths: list[int]) -> N
             raise RuntimeError(f"width {width}: final train loss {loss_hand} by hand, {loss_other} by the {name}")
 
 
-def run(quick: bool = False) -> list[tuple]:
+def run(quick: bool = False, overrides: tuple[str, ...] = ()) -> list[tuple]:
+    """The three rows; ``overrides`` go to the project's sweep (e.g. callbacks=none: its cost of
+    writing last.ckpt every epoch)."""
     widths = [int(w) for w in str(_sweep_params()["model.width"]).split(",")]
     epochs = 20 if quick else 500
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,7 +219,7 @@ def run(quick: bool = False) -> list[tuple]:
         _hand_job((widths[0], 1, data_dir))  # generate the MNIST-1D cache once, untimed
         hand_wall, hand = _hand_sweep(widths, epochs, data_dir)
         floor_wall, floor = _pool_sweep(_floor_job, widths, epochs, data_dir)
-        project_wall, project = _project_sweep(epochs, Path(tmp) / "logs", data_dir)
+        project_wall, project = _project_sweep(epochs, Path(tmp) / "logs", data_dir, overrides)
     _check_same_work("Lightning floor", hand, floor, widths)
     _check_same_work("project", hand, project, widths)
     hand_fit = sum(fit for fit, *_ in hand.values())
@@ -235,6 +239,8 @@ def run(quick: bool = False) -> list[tuple]:
             file=sys.stderr,
         )
     what = f"MNIST-1D double descent, {len(widths)} widths x {epochs} epochs, 2 processes"
+    if overrides:
+        what += f", project with {' '.join(overrides)}"
     return [
         (
             f"sweep fit time: {what}; project / hand-written (wall {project_wall:.0f} s vs {hand_wall:.0f} s)",
@@ -266,5 +272,7 @@ def run(quick: bool = False) -> list[tuple]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="fit time of the double-descent sweep vs a hand-written sweep")
     parser.add_argument("--quick", action="store_true", help="20 epochs instead of 500")
-    for row in run(parser.parse_args().quick):
+    parser.add_argument("--override", action="append", default=[], help="an override for the project's sweep")
+    args = parser.parse_args()
+    for row in run(args.quick, tuple(args.override)):
         print(f"{row[0]}: baseline {row[1]:.1f} s, measured {row[2]:.1f} s, ratio {row[3]:.3f} (target {row[4]})")
