@@ -235,7 +235,7 @@ def test_eval_multirun_writes_one_result_per_job_and_no_false_failures(trained, 
     ],
 )
 def test_predict_inputs_that_would_give_meaningless_predictions_are_refused(content, message, tmp_path):
-    from dlfoundations.eval import load_inputs
+    from dlfoundations.predict import load_inputs
 
     path = tmp_path / "inputs.pt"
     if content == "text":
