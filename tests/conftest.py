@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -32,5 +33,6 @@ def data_root(tmp_path_factory) -> Path:
 def cifar_files_accepted(monkeypatch):
     """torchvision checks CIFAR-10 files against the MD5 sums of the real ones, which files the
     tests write cannot match; everything else (unpickling, layout) runs as for real files."""
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    # torchvision's public check_integrity(path, md5), as cifar.py calls it: the file must exist;
+    # only the MD5 comparison with the real files is left out.
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dlfoundations.train import instantiate_group, main
+from dlfoundations.objects import instantiate_group
+from dlfoundations.train import main
 from dlfoundations.trainer import build_trainer, trainer_kwargs
 from tests.helpers import REPO, make_cfg
 

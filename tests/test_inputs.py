@@ -14,8 +14,9 @@ from omegaconf import OmegaConf
 
 from dlfoundations.cli import composition_error_line
 from dlfoundations.errors import UserError
+from dlfoundations.objects import instantiate
 from dlfoundations.preflight import check_data_dir, check_fit, preflight
-from dlfoundations.train import instantiate, main
+from dlfoundations.train import main
 from tests.helpers import REPO, make_cfg
 
 CONF = REPO / "conf"

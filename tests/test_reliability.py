@@ -17,8 +17,9 @@ from dlfoundations.checkpoints import check_checkpoint, load_weights
 from dlfoundations.config import validate
 from dlfoundations.errors import UserError
 from dlfoundations.models import MLP
+from dlfoundations.objects import instantiate
 from dlfoundations.preflight import preflight
-from dlfoundations.train import instantiate, main
+from dlfoundations.train import main
 from tests.helpers import REPO, make_cfg
 
 MLP_RUN = [

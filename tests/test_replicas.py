@@ -18,7 +18,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.replicas.nets import StackedMLP, StackedNet, stack_nets
 from dlfoundations.replicas.training import clip_norm_per_replica
 from dlfoundations.sweeps.aggregate import write_aggregate
-from dlfoundations.sweeps.summary import collect
+from dlfoundations.sweeps.collect import collect
 from dlfoundations.train import main
 from tests.helpers import CIFAR, MLP, REPO, make_cfg
 

@@ -32,11 +32,12 @@ from dlfoundations.config import config_tree, validate
 from dlfoundations.data.base import TEST_SETS
 from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.errors import UserError
+from dlfoundations.objects import instantiate, instantiate_group
 from dlfoundations.predict import load_inputs, write_predictions
 from dlfoundations.replicas.build import build_replicas, num_replicas
 from dlfoundations.seeding import seed_run
 from dlfoundations.tasks import ClassificationModule
-from dlfoundations.train import instantiate, instantiate_group, save_config
+from dlfoundations.train import save_config
 from dlfoundations.trainer import build_trainer, match_precision, trainer_kwargs
 
 log = logging.getLogger(__name__)

@@ -34,6 +34,7 @@ from torch import nn
 from dlfoundations import sizing
 from dlfoundations.data.base import EVAL_SETS
 from dlfoundations.errors import UserError
+from dlfoundations.objects import instantiate
 from dlfoundations.schemas import constructor_arguments
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
@@ -129,7 +130,6 @@ def check_data_dir(cfg: DictConfig) -> None:
             raise UserError(f"{name} is not a directory; {fix}")
     if "_target_" not in cfg.get("data", {}):
         return
-    from dlfoundations.train import instantiate  # here: train imports this module
 
     datamodule = instantiate(cfg.data, "data")  # constructors only check values; nothing is loaded
     for target in getattr(datamodule, "files_to_write", lambda: [])():
@@ -189,7 +189,6 @@ def check_optimizer(cfg: DictConfig) -> None:
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return
     from dlfoundations.tasks.optim import build_optimizer
-    from dlfoundations.train import instantiate  # here: train imports this module
 
     factory = instantiate(node, "optimizer")
     try:

@@ -17,7 +17,6 @@ import hydra
 import rich.console
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
@@ -36,6 +35,7 @@ from dlfoundations.config import config_tree, validate
 from dlfoundations.errors import UserError
 from dlfoundations.interrupt import print_resume_hint
 from dlfoundations.models import count_parameters
+from dlfoundations.objects import instantiate, instantiate_group
 from dlfoundations.preflight import preflight
 from dlfoundations.replicas.build import build_replicas, check_replicable, num_replicas, write_replica_results
 from dlfoundations.schemas import register_schemas
@@ -59,28 +59,6 @@ log = logging.getLogger(__name__)
 register_schemas()  # also where a launcher's worker composes a job without importing dlfoundations.conf first
 register_launcher()  # hydra/launcher=slurm, also from an editable install
 quiet_known_noise()
-
-
-def instantiate(node: DictConfig, where: str, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` that turns a bad value into a one-line :class:`UserError`."""
-    try:
-        # _convert_="all": constructors get plain lists/dicts, never OmegaConf containers (which
-        # would, e.g., end up pickled in checkpoints).
-        return hydra.utils.instantiate(node, _convert_="all", **kwargs)
-    except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, UserError):
-            raise cause from None
-        if isinstance(cause, (ValueError, TypeError)):
-            raise UserError(f"{where}: {cause}") from err
-        raise
-
-
-def instantiate_group(group: DictConfig | None, where: str) -> list[Any]:
-    """Instantiate every entry of a dict-of-configs group (callbacks, logger); null entries are off."""
-    if not group:
-        return []
-    return [instantiate(node, f"{where}.{key!s}") for key, node in group.items() if node and "_target_" in node]
 
 
 @rank_zero_only

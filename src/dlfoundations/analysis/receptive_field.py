@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dlfoundations.analysis.counting import ACTIVATIONS
+from dlfoundations.models.layers import BATCH_NORMS
 
 
 class _Reached(Exception):
@@ -26,7 +27,7 @@ def _linearised(model: nn.Module) -> nn.Module:
         if not name:
             continue
         replacement: nn.Module | None = None
-        if isinstance(module, ACTIVATIONS) or isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
+        if isinstance(module, ACTIVATIONS) or isinstance(module, (*BATCH_NORMS, nn.Dropout)):
             replacement = nn.Identity()
         elif isinstance(module, nn.MaxPool2d):
             replacement = nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode)

@@ -8,6 +8,10 @@ follows them get one in the twin, where the folded BN shift goes.
 
 from torch import nn
 
+# Every BatchNorm class torch has (their common base class is private); a lazy BN becomes one of
+# these when it first sees data.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
 
 def norm2d(channels: int, batch_norm: bool) -> nn.Module:
     return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()

@@ -13,7 +13,6 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,11 @@ import yaml
 
 from dlfoundations.atomic import atomic_write, atomic_write_text
 from dlfoundations.errors import UserError
+from dlfoundations.sweeps.collect import collect, config_value, to_float
 from dlfoundations.sweeps.jobs import read_record
 
 BANDS = ("std", "ci95", "none")
 BAND_LABEL = {"std": "band: mean ± std over seeds", "ci95": "band: 95% CI of the mean over seeds", "none": ""}
-
-
-def to_float(value: Any) -> float | None:
-    """``value`` as a float, or None when it is not a number (category labels, empty cells)."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def t_quantile_975(dof: int) -> float:
@@ -55,27 +44,6 @@ def mean_std_ci(values: Sequence[float]) -> tuple[float, float | None, float | N
         return mean, None, None
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return mean, std, t_quantile_975(n - 1) * std / math.sqrt(n)
-
-
-@lru_cache(maxsize=4096)
-def _job_config(config_path: str, mtime: float) -> dict:
-    return yaml.safe_load(Path(config_path).read_text()) or {}
-
-
-def config_value(job_dir: str | Path, key: str) -> Any:
-    """The value of dotted ``key`` in the job's composed config (``.hydra/config.yaml``, else the
-    resolved ``config.yaml`` every run writes), or None."""
-    path = Path(job_dir) / ".hydra" / "config.yaml"
-    if not path.exists():
-        path = Path(job_dir) / "config.yaml"
-    if not path.exists():
-        return None
-    node: Any = _job_config(str(path), path.stat().st_mtime)
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def varying_keys(params: list[dict[str, str]]) -> list[str]:
@@ -103,7 +71,6 @@ def swept_keys(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> list[str]:
 
 def load_rows(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Rows of a sweep dir (one per finished job) or of a single run dir (one row, job ``.``)."""
-    from dlfoundations.sweeps.summary import collect
 
     path = Path(path)
     if not path.is_dir():

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from dlfoundations.atomic import atomic_write
-from dlfoundations.sweeps.aggregate import config_value, to_float, varying_keys
+from dlfoundations.sweeps.aggregate import varying_keys
+from dlfoundations.sweeps.collect import config_value, job_dirs, to_float
 from dlfoundations.sweeps.jobs import read_record
-from dlfoundations.sweeps.summary import job_dirs
 
 ERRORS = ("test/err", "train_eval/err", "train_clean/err")
 TITLES = {

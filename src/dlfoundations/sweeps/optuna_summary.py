@@ -16,8 +16,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from dlfoundations.atomic import atomic_write_text
+from dlfoundations.sweeps.collect import collect
 from dlfoundations.sweeps.jobs import read_record
-from dlfoundations.sweeps.summary import collect
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from dlfoundations.atomic import atomic_write
-from dlfoundations.sweeps.summary import to_float
+from dlfoundations.sweeps.collect import to_float
 
 
 def group_value(value: Any) -> float | int | str:

@@ -27,16 +27,8 @@ from typing import Any
 
 from dlfoundations.atomic import atomic_write, atomic_write_json, atomic_write_text
 from dlfoundations.errors import UserError
-from dlfoundations.sweeps.aggregate import (
-    config_value,
-    job_overrides,
-    load_rows,
-    mean_std_ci,
-    plot_band,
-    to_float,
-    value_of,
-    varying_keys,
-)
+from dlfoundations.sweeps.aggregate import job_overrides, load_rows, mean_std_ci, plot_band, value_of, varying_keys
+from dlfoundations.sweeps.collect import config_value, to_float
 from dlfoundations.sweeps.threshold import find_peak
 
 PASS, FAIL, MISSING = "within tolerance", "OUT OF TOLERANCE", "not measured"

@@ -32,6 +32,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 
 log = logging.getLogger(__name__)
+CLUSTER = "slurm"  # submitit's executor, and the prefix of its SLURM parameters (slurm_<name>)
 
 
 def parse_sinfo(text: str) -> list[dict[str, Any]]:
@@ -141,13 +142,13 @@ class SlurmLauncher(SubmititSlurmLauncher):
         # As the parent class does: executor from the launcher's params, one array for all jobs.
         init_keys = {"submitit_folder", "max_num_timeout"}
         executor = submitit.AutoExecutor(
-            cluster=self._EXECUTOR,
+            cluster=CLUSTER,
             folder=self.params["submitit_folder"],
             slurm_max_num_timeout=self.params.get("max_num_timeout", 0),
         )
         base = set(OmegaConf.structured(BaseQueueConf).keys())
         executor.update_parameters(
-            **{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in self.params.items() if k not in init_keys}
+            **{k if k in base else f"{CLUSTER}_{k}": v for k, v in self.params.items() if k not in init_keys}
         )
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -223,14 +224,15 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 },
             )
             log.error("sweep job %d (%s): %s; log: %s", idx, " ".join(overrides), error, job.paths.stderr)
-        return JobReturn(
+        ret = JobReturn(
             overrides=overrides,
             cfg=sweep_config,
             working_dir=str(job_dir),
             status=JobStatus.COMPLETED,
             task_name=str(sweep_config.hydra.job.name),
-            _return_value=value,
         )
+        ret.return_value = value  # the public setter
+        return ret
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

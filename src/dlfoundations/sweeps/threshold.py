@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dlfoundations.atomic import atomic_write_json
-from dlfoundations.sweeps.aggregate import config_value, to_float
+from dlfoundations.sweeps.collect import config_value, to_float
 
 
 def _point(x: float, num_params: float | None, train_size: int | None, **values: float) -> dict[str, Any]:

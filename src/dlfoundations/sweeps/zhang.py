@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from dlfoundations.atomic import atomic_write, atomic_write_text
-from dlfoundations.sweeps.aggregate import config_value, mean_std_ci, to_float
+from dlfoundations.sweeps.aggregate import mean_std_ci
+from dlfoundations.sweeps.collect import config_value, to_float
 from dlfoundations.sweeps.jobs import read_record
 
 

@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+from dlfoundations.models.layers import BATCH_NORMS
+
+_NORMS = (*BATCH_NORMS, nn.LayerNorm, nn.GroupNorm)
 NO_DECAY_KINDS = ("bn", "bias")
 
 
