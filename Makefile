@@ -1,13 +1,14 @@
 # Two commands on a fresh machine with Python 3.11 and pip:
 #   make run    install into .venv if needed, then the main job (CPU-scale memorization)
-#   make test   install into .venv if needed, then the test suite
+#   make test   install into .venv if needed, then the test suite without the slow tests (< 5 min)
+#   make test-all  the whole suite (CI): the slow tests too (CLI runs, sweeps, DDP, resume)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run test lint bench memorize clean-logs
+.PHONY: setup run test test-all lint bench memorize clean-logs
 
 setup: $(STAMP)
 
@@ -25,6 +26,9 @@ run: $(STAMP)
 	$(PY) src/train.py experiment=memorize_cpu
 
 test: $(STAMP)
+	$(PY) -m pytest -m "not slow and not slurm"
+
+test-all: $(STAMP)
 	$(PY) -m pytest
 
 # Lint, format check and type check (configured in pyproject.toml).

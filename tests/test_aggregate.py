@@ -77,6 +77,7 @@ def test_a_sweep_over_categories_is_drawn_as_bars(tmp_path):
     assert len(rows) == 4 and all(r["count"] == "1" for r in rows)
 
 
+@pytest.mark.slow
 def test_summarize_script_takes_band_and_epsilon(tmp_path):
     import json
     import subprocess

@@ -81,6 +81,7 @@ def test_receptive_field_is_the_full_rectangle_and_works_on_residual_nets():
     assert rows == cols == (10 - 5, 10 + 5)  # stem 3x3 + two blocks of two 3x3 convs: radius 5
 
 
+@pytest.mark.slow
 def test_analyze_script_prints_the_seed_numbers(tmp_path):
     out = tmp_path / "alexnet.csv"
     proc = subprocess.run(

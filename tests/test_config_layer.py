@@ -63,6 +63,7 @@ def _cli(script: str, args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_the_cli_prints_a_wrong_type_as_one_line_with_exit_code_2(tmp_path):
     args = {
         "data": ("train.py", ["data.batch_size=abc"]),

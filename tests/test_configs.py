@@ -72,6 +72,7 @@ def test_every_data_config_runs(data, tmp_path, data_root, cifar_files_accepted)
     run_fast([f"data={data}", f"model={model}", *TASK_FOR_MODEL.get(model, [])], tmp_path, data_dir=data_root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", names("experiment"))
 def test_every_experiment_config_runs(experiment, tmp_path, data_root, cifar_files_accepted):
     run_fast([f"experiment={experiment}"], tmp_path, data_dir=data_root)

@@ -5,6 +5,8 @@ import multiprocessing as mp
 import os
 import time
 
+import pytest
+
 from dlfoundations.sweeps.devices import isolated_gpu
 
 
@@ -28,6 +30,7 @@ def _worker(lock_dir, jobs, hold, queue):
             )
 
 
+@pytest.mark.slow
 def test_reused_workers_keep_their_gpu_and_never_see_another(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # the sweep's GPUs: physical 5 and 7
     ctx = mp.get_context("spawn")

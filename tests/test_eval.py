@@ -65,6 +65,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(open(path)))
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_runs_test_metrics_and_predicts(trained, tmp_path):
     run_dir, metrics, data_dir = trained
     cfg = make_cfg(RUN, tmp_path / "unused", data_dir)
@@ -204,6 +205,7 @@ def test_ckpt_path_last_resumes_only_a_run_with_the_same_config(trained, tmp_pat
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_eval_multirun_writes_one_result_per_job_and_no_false_failures(trained, tmp_path):
     run_dir, metrics, data_dir = trained
     sweep = tmp_path / "sweep"

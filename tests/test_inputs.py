@@ -42,6 +42,7 @@ SIZE_REFUSAL = re.compile(r"^data\.(train_size|val_size|test_size|subset_size)\b
 OPTION_REFUSAL = re.compile(r"^data=\w+ has no option (?P<key>\w+) \(an experiment may set it\)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", names("data"))
 @pytest.mark.parametrize("experiment", names("experiment"))
 def test_every_experiment_takes_every_data_config_that_fits(
@@ -220,6 +221,7 @@ MISTAKES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(MISTAKES))
 def test_mistakes_are_one_line_before_training(case, tmp_path):
     a_file = tmp_path / "a_file"

@@ -112,6 +112,7 @@ def _with_log_dir(cfg, log_dir: Path):
     return cfg
 
 
+@pytest.mark.slow
 def test_relaunching_a_sweep_with_skip_finished_completes_it(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "experiment=memorize_cpu", "data.label_noise=0,1.0", "debug=fast", f"hydra.sweep.dir={sweep}"]
@@ -146,6 +147,7 @@ def test_bad_values_are_one_line_errors(override, message, tmp_path):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
     cases = {
         (
@@ -250,6 +252,7 @@ def test_written_files_get_the_permissions_the_umask_gives(umask, tmp_path):
         os.umask(previous)
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_resume_command_and_keeps_the_run(tmp_path):
     run = [*MLP_RUN, "model.width=32", "trainer.max_epochs=60", "print_config=false", "data.label_noise=0.5"]
     logs = tmp_path / "logs"

@@ -184,6 +184,7 @@ def _eval(args, cwd):
     return proc, out
 
 
+@pytest.mark.slow
 def test_eval_tests_all_replicas_or_one(tmp_path):
     run = tmp_path / "run"
     main(make_cfg([*MLP, "seed=5", "replicas=2"], run))

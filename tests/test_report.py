@@ -72,6 +72,7 @@ def test_jobs_of_another_noise_level_are_not_compared(tmp_path):
     assert {c["verdict"] for c in report["curves"][0]["checks"]} == {MISSING}
 
 
+@pytest.mark.slow
 def test_single_run_dir_and_script(tmp_path):
     ref = {
         "source": "Zhang et al.",

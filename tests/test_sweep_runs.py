@@ -61,6 +61,7 @@ def mlp_params(width, tmp_path):
     return count_parameters(hydra.utils.instantiate(make_cfg([f"model.width={width}"], tmp_path).model))
 
 
+@pytest.mark.slow
 def test_skip_finished_reuses_a_job_dir_only_for_the_same_overrides(tmp_path):
     sweep = tmp_path / "sweep"
     rc, out = finish(sweep_cli(["model.width=4,0,8", f"hydra.sweep.dir={sweep}"], tmp_path))
@@ -90,6 +91,7 @@ def test_skip_finished_reuses_a_job_dir_only_for_the_same_overrides(tmp_path):
     assert len(old_width8) == 1 and results(old_width8[0])["num_params"] == params[8]
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_sweep_still_summarizes_the_finished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     # Job 0 trains one epoch; job 1 would train for minutes: it is running when Ctrl-C comes.

@@ -57,6 +57,7 @@ def test_summary_files_cover_partial_sweeps(tmp_path):
     assert "job 2 (model.width=64" in failed and "CUDA out of memory" in failed and "job 3" in failed
 
 
+@pytest.mark.slow
 def test_summarize_script_on_a_sweep_dir(tmp_path):
     sweep = fake_sweep(tmp_path / "sweep")
     proc = subprocess.run(
@@ -111,12 +112,14 @@ def _max_concurrent(records, device):
     return peak
 
 
+@pytest.mark.slow
 def test_device_pool_gives_each_running_job_its_own_gpu(tmp_path):
     records = _run_jobs(tmp_path / "locks", jobs=6, devices=2, per_device=1)
     assert {d for d, _, _ in records} == {0, 1}  # both fake GPUs used
     assert _max_concurrent(records, 0) == 1 and _max_concurrent(records, 1) == 1  # never shared
 
 
+@pytest.mark.slow
 def test_device_pool_packs_only_when_asked(tmp_path):
     records = _run_jobs(tmp_path / "locks", jobs=4, devices=1, per_device=2)
     assert _max_concurrent(records, 0) == 2

@@ -103,6 +103,7 @@ def test_cli_gpu_error_has_no_traceback(tmp_path):
     assert len(lines) == 1 and "trainer=cpu" in lines[0]
 
 
+@pytest.mark.slow
 def test_cli_label_noise_multirun_contains_a_failing_job(tmp_path):
     # No explicit log or sweep dir: the sweep dir resolves from the launch dir, before any job runs.
     proc = run_cli(["-m", "experiment=memorize_cpu", "data.label_noise=0,0.2,1.5", "debug=fast"], tmp_path)
@@ -118,6 +119,7 @@ def test_cli_label_noise_multirun_contains_a_failing_job(tmp_path):
     assert "job 2" in (sweep / "failed.txt").read_text()
 
 
+@pytest.mark.slow
 def test_cli_run_dirs_are_unique_and_loggers_write(tmp_path):
     args = [
         "experiment=memorize_cpu",
