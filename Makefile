@@ -6,20 +6,21 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# The exact versions: constraints.txt (pyproject.toml has the ranges).
+TORCH_PINS := $(shell grep -E '^torch(vision)?==' constraints.txt)
 
 .PHONY: setup run test test-all lint bench memorize clean-logs
 
 setup: $(STAMP)
 
-# Re-runs only when pyproject.toml changes; torch (about 6 GB with its CUDA libraries) is
-# installed only when .venv does not already hold the pinned versions.
-$(STAMP): pyproject.toml
+# Re-runs only when pyproject.toml or constraints.txt changes; torch (about 6 GB with its CUDA
+# libraries) is installed only when .venv does not already hold the pinned versions.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -c "import importlib.metadata as m; import sys; sys.exit(not (m.version('torch'), m.version('torchvision')) == ('2.14.1', '0.29.1'))" 2>/dev/null \
+	@$(PY) -c "import importlib.metadata as m, sys; sys.exit(any(m.version(p.split('==')[0]) != p.split('==')[1] for p in sys.argv[1:]))" $(TORCH_PINS) 2>/dev/null \
 		&& echo "torch pins already satisfied in $(VENV)" \
 		|| $(PY) -m pip install --quiet --upgrade pip $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -30,3 +30,19 @@ def test_configs_are_found_through_the_package_not_the_working_dir(tmp_path, mon
     with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
         cfg = compose("train", overrides=["experiment=memorize"])
     assert cfg.model._target_ == "dlfoundations.models.MNISTAlexNet"
+
+
+def test_pyproject_states_ranges_and_constraints_pin_each_dependency_inside_them():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    assert not [r for r in wanted if any(s.operator == "==" for s in r.specifier)]  # ranges, no exact pins
+    assert project["requires-python"] == ">=3.11"
+    pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line)
+    for req in wanted:
+        assert req.name in pins, f"constraints.txt has no exact version of {req.name}"
+        assert req.specifier.contains(pins[req.name], prereleases=True), f"{req.name}=={pins[req.name]} not in {req}"
+    assert not set(pins) - {r.name for r in wanted}, "constraints.txt pins a package pyproject does not name"
