@@ -1,0 +1,51 @@
+"""Every `python src/train.py ...` command the README and ARCHITECTURE.md show composes: the
+option names, keys and values it uses exist (as `python src/train.py ... --cfg job` would check),
+and it passes the spine's own checks of the composed config."""
+
+import re
+import shlex
+
+import pytest
+
+from dlfoundations.compose import compose_config
+from dlfoundations.config import validate
+from tests.helpers import REPO
+
+COMMAND = re.compile(r"python src/train\.py((?: [^`|#\n]+)?)")
+# Shown as examples of mistakes: each must fail, and does (see test_reliability and test_inputs).
+MISTAKES = {"data.batch_size=abc"}
+
+
+def documented_commands() -> list[str]:
+    found = []
+    for doc in ("README.md", "ARCHITECTURE.md"):
+        for match in COMMAND.finditer((REPO / doc).read_text()):
+            args = match.group(1).strip()
+            if any(mark in args for mark in ("<", "...", "[")) or args in MISTAKES:
+                continue  # a template (<run dir>, [key=value ...]), not a command
+            found.append(args)
+    return sorted(set(found))
+
+
+def first_job(args: str) -> list[str]:
+    """The overrides of a command's first job: -m dropped, each sweep list's first value."""
+    overrides = []
+    for arg in shlex.split(args):
+        if arg in ("-m", "--multirun"):
+            continue
+        key, _, value = arg.partition("=")
+        if "," in value and not value.startswith(("[", "{", "'", '"')) and "(" not in value:
+            value = value.split(",")[0]
+        overrides.append(f"{key}={value}" if _ else arg)
+    return overrides
+
+
+def test_the_docs_show_commands():
+    assert len(documented_commands()) >= 20
+
+
+@pytest.mark.parametrize("args", documented_commands())
+def test_every_documented_command_composes(args, tmp_path):
+    cfg = compose_config(first_job(args), str(tmp_path))
+    validate(cfg)
+    assert cfg.model._target_ and cfg.data._target_
