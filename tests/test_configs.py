@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.callbacks import Callback
 
 from dlfoundations.objects import instantiate_group
 from dlfoundations.train import main
@@ -115,10 +116,28 @@ def test_a_sweep_experiment_runs_with_a_callbacks_option(option, tmp_path):
     )
 
 
+class LastCheckpointProbe(Callback):
+    """Records, at the start of each epoch after the first, whether last.ckpt is already there."""
+
+    seen: list[bool] = []
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch > 0:
+            LastCheckpointProbe.seen.append(self.path.is_file())
+
+
 def test_a_double_descent_job_resumes_from_its_last_checkpoint(tmp_path):
     run = ["experiment=double_descent", "data.train_size=200", "data.test_size=100", "model.width=8", "replicas=2"]
-    main(make_cfg([*run, "trainer.max_epochs=2"], tmp_path / "part"))
     last = tmp_path / "part" / "checkpoints" / "last.ckpt"
-    assert last.is_file() and not list((tmp_path / "part" / "checkpoints").glob("epoch_*"))  # last.ckpt only
-    resumed = main(make_cfg([*run, "trainer.max_epochs=3", f"ckpt_path={last}"], tmp_path / "resumed"))
-    assert (resumed["epochs"], resumed["global_step"]) == (3, 6)  # 200 items in batches of 100: 2 steps an epoch
+    probed = tmp_path / "probed" / "checkpoints" / "last.ckpt"
+    probe = ["+callbacks.probe._target_=tests.test_configs.LastCheckpointProbe", f"+callbacks.probe.path={probed}"]
+    LastCheckpointProbe.seen = []
+    main(make_cfg([*run, "replicas=1", "trainer.max_epochs=3", *probe], tmp_path / "probed"))
+    assert LastCheckpointProbe.seen == [True, True]  # written after every epoch, not only at the end
+    main(make_cfg([*run, "trainer.max_epochs=3"], tmp_path / "part"))
+    assert len(list(last.parent.glob("epoch_*.ckpt"))) == 1  # and the newest epoch, no pile-up
+    resumed = main(make_cfg([*run, "trainer.max_epochs=4", f"ckpt_path={last}"], tmp_path / "resumed"))
+    assert (resumed["epochs"], resumed["global_step"]) == (4, 8)  # 200 items in batches of 100: 2 steps an epoch

@@ -57,3 +57,12 @@ def test_seed_run_seeds_torch_from_the_init_stream_and_repeats():
     a = torch.randn(3)
     seed_run(5)
     assert torch.equal(a, torch.randn(3))
+
+
+def test_a_seed_outside_the_range_is_a_one_line_user_error():
+    import pytest
+
+    from dlfoundations.errors import UserError
+
+    with pytest.raises(UserError, match=r"^seed 4294967296 .* is outside \[0, 4294967295\]; use a smaller one$"):
+        stream_seed(SEED_RANGE[1] + 1, STREAMS["init"])

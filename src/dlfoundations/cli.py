@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import CompactHydraException
+from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
@@ -60,8 +60,8 @@ def run_entry(entry: Callable[[], Any]) -> None:
     try:
         entry()
     except CompactHydraException as err:  # composition: bad override, unknown option or key
-        if not own:
-            raise
+        if not own or isinstance(err, InstantiationException):
+            raise  # a constructor's own error while the run builds its objects: its traceback
         line = composition_error_line(err)
         lines = [line] if line is not None else override_hints([a for a in sys.argv[1:] if not a.startswith("-")])
         if not lines:  # Hydra's own message: its first line is the mistake, the rest its search path
@@ -78,7 +78,7 @@ def run_entry(entry: Callable[[], Any]) -> None:
         sys.exit(130)
     except OSError as err:
         if not own or err.filename is None:
-            raise
+            raise  # (an I/O error of the run itself reaches here as RunFailed, with its traceback)
         # Typically Hydra creating the run dir under paths.log_dir (a file, or not writable).
         print(
             f"error: cannot write {err.filename}: {err.strerror}; choose a writable paths.log_dir "

@@ -31,7 +31,7 @@ from dlfoundations.cli import run_entry
 from dlfoundations.config import config_tree, validate
 from dlfoundations.data.base import TEST_SETS
 from dlfoundations.data.loader import TensorBatchLoader
-from dlfoundations.errors import UserError
+from dlfoundations.errors import RunFailed, UserError
 from dlfoundations.objects import instantiate, instantiate_group
 from dlfoundations.predict import load_inputs, write_predictions
 from dlfoundations.replicas.build import build_replicas, num_replicas
@@ -266,6 +266,8 @@ def hydra_main(cfg: DictConfig) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:  # the run's own: its traceback, never a one-line command-line error
+        raise RunFailed(f"evaluation failed: {type(err).__name__}: {err}") from err
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from dlfoundations.errors import UserError
+
 # Stream ids are part of every derived seed: never renumber one (it would change every result).
 INIT, LABEL_NOISE, INPUT_CORRUPTION, SPLIT, SHUFFLE, AUGMENT, DATA = 0, 1, 2, 3, 4, 5, 6
 STREAMS = {
@@ -33,7 +35,10 @@ SEED_RANGE = (0, 2**32 - 1)  # what seed_everything and the config schema accept
 def stream_seed(seed: int, stream: int, epoch: int = 0, rank: int = 0, batch: int = 0) -> int:
     """The generator seed (63 bits) of ``stream`` for (``epoch``, ``rank``, ``batch``) of run ``seed``."""
     if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
-        raise ValueError(f"seed={seed} is outside [{SEED_RANGE[0]}, {SEED_RANGE[1]}]")
+        raise UserError(
+            f"seed {seed} (a run's seed, a replica's seed+k or a split_seed) is outside "
+            f"[{SEED_RANGE[0]}, {SEED_RANGE[1]}]; use a smaller one"
+        )
     sequence = np.random.SeedSequence(entropy=seed, spawn_key=(stream, epoch, rank, batch))
     return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
 

@@ -24,7 +24,9 @@ def available_bytes(accelerator: str) -> tuple[int, str] | None:
     """Free memory of the device a run uses and its name: the current CUDA device's free memory,
     or MemAvailable of this machine; None where it cannot be read."""
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
+        # Reading it would start CUDA on the current device, before a sweep worker is given its
+        # own GPU (sweeps/devices.py): no estimate against GPU memory before CUDA is up.
+        if not torch.cuda.is_available() or not torch.cuda.is_initialized():
             return None
         free, _ = torch.cuda.mem_get_info()
         return int(free), f"GPU {torch.cuda.get_device_name()}"
@@ -55,8 +57,11 @@ def estimate(cfg: DictConfig, replicas: int = 1) -> dict[str, Any] | None:
     outputs: list[int] = []
 
     def keep(module: nn.Module, args: Any, out: Any) -> None:
+        # A leaf's new output; views of its input (Identity, Flatten) and in-place ops add nothing.
         if isinstance(out, torch.Tensor) and not list(module.children()):
-            outputs.append(out.numel())
+            view = any(out is a for a in args) or isinstance(module, (nn.Flatten, nn.Unflatten))
+            if not view and not getattr(module, "inplace", False):
+                outputs.append(out.numel())
 
     try:
         with torch.device("meta"), torch.random.fork_rng(devices=[]):
@@ -70,10 +75,13 @@ def estimate(cfg: DictConfig, replicas: int = 1) -> dict[str, Any] | None:
     except Exception:  # a model that needs real data to build or run: no estimate
         return None
     params = sum(p.numel() for p in net.parameters())
-    dtype_bytes = 8 if str(cfg.trainer.get("precision", "")).startswith("64") else 4
-    per_param = 2 + _state_per_param(cfg.get("optimizer"))  # weights, gradients, optimizer state
+    precision = str(cfg.trainer.get("precision", ""))
+    dtype_bytes = 8 if precision.startswith("64") else 4
+    # Weights, and for training their gradients and the optimizer's state.
+    per_param = 2 + _state_per_param(cfg.get("optimizer")) if cfg.get("train", True) else 1
     weights = params * per_param * dtype_bytes * replicas
-    activations = sum(outputs) * dtype_bytes * replicas
+    activation_bytes = 2 if precision.startswith(("16", "bf16")) else dtype_bytes  # mixed: half-size activations
+    activations = sum(outputs) * activation_bytes * replicas
     return {"params": params, "bytes": weights + activations, "weights": weights, "activations": activations}
 
 

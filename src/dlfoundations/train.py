@@ -32,7 +32,7 @@ from dlfoundations.checkpoints import (
 )
 from dlfoundations.cli import quiet_known_noise, run_entry
 from dlfoundations.config import config_tree, validate
-from dlfoundations.errors import UserError
+from dlfoundations.errors import RunFailed, UserError
 from dlfoundations.interrupt import print_resume_hint
 from dlfoundations.models import count_parameters
 from dlfoundations.objects import instantiate, instantiate_group
@@ -272,9 +272,17 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if in_sweep:
             record_job(output_dir, identity)  # one of this launch's jobs
         return done.get("optimized_value")
-    if in_sweep and slurm_restarts() == 0:
+    if _in_multirun() and slurm_restarts() == 0:
         last = last_checkpoint(output_dir)
-        if cfg.get("skip_finished") and last and recorded_identity(output_dir) == identity and not cfg.get("ckpt_path"):
+        # Decided on every rank (DDP re-runs the script): the files it reads are the same for all.
+        interrupted = (
+            cfg.get("skip_finished")
+            and last is not None
+            and not (output_dir / "failure.json").exists()  # a job that failed runs again, from the start
+            and recorded_identity(output_dir) == identity
+            and not cfg.get("ckpt_path")
+        )
+        if interrupted:
             # This job, interrupted (Ctrl-C, a kill): it resumes from its own last checkpoint,
             # exactly as a single run does with ckpt_path=<its last.ckpt>.
             log.info("skip_finished: resuming this job from its own %s", last)
@@ -282,9 +290,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
                 cfg.ckpt_path = str(last)
         # A re-used job dir (re-launch into the same sweep dir) must not mix two jobs' files. A job
         # that SLURM restarted (requeue) is the same job: it keeps its files and resumes from them.
-        elif aside := set_aside_previous(output_dir, identity):
+        elif in_sweep and (aside := set_aside_previous(output_dir, identity)):
             log.info("moved what an earlier job left in %s to %s", output_dir, aside)
-        record_job(output_dir, identity)
+        if in_sweep:
+            record_job(output_dir, identity)
     try:
         return main(cfg)["optimized_value"]
     except Exception as err:
@@ -295,7 +304,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if isinstance(err, UserError):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
-        raise
+        raise RunFailed(f"the run failed: {type(err).__name__}: {err}") from err
 
 
 if __name__ == "__main__":
