@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dlfoundations.compose import compose_config
-from dlfoundations.train import main
+from dlfoundations.config.compose import compose_config
+from dlfoundations.run.train import main
 
 # name -> model overrides; 500 epochs with 25 evaluations (quick: 100 epochs with 5, the same share)
 WORKLOADS = {

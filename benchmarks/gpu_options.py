@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from benchmarks.data_path import _write_idx
-from dlfoundations.compose import compose_config
-from dlfoundations.train import main
+from dlfoundations.config.compose import compose_config
+from dlfoundations.run.train import main
 
 QUIET = ["print_config=false", "test=false", "logger=csv"]
 MLP = [

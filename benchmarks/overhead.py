@@ -1,6 +1,6 @@
 """Framework overhead: the project's training path vs a hand-written PyTorch loop doing the same work.
 
-The project runs ``dlfoundations.train.main`` on the experiment's config (Trainer + task +
+The project runs ``dlfoundations.run.train.main`` on the experiment's config (Trainer + task +
 datamodule, its ``steps_per_call``, the default rich progress bar, CSV logging, the model summary;
 checkpoints, plots and the final test are off because the hand loop does not do them). The hand
 loop builds the same datamodule and model from the same config under the same seed (so the same
@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from dlfoundations.compose import compose_config
+from dlfoundations.config.compose import compose_config
 from dlfoundations.data import TensorBatchLoader
+from dlfoundations.run.train import main
 from dlfoundations.seeding import seed_run
-from dlfoundations.train import main
 
 # name -> (overrides, epochs, quick epochs)
 WORKLOADS = {

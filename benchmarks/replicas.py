@@ -35,8 +35,8 @@ NO_EVAL = ["data.eval_sets=[]", "callbacks.eval_schedule=null"]
 def _fit_seconds(width: int, replicas: int, epochs: int, data_dir: str, gpu: bool = False) -> float:
     import torch
 
-    from dlfoundations.compose import compose_config
-    from dlfoundations.train import main
+    from dlfoundations.config.compose import compose_config
+    from dlfoundations.run.train import main
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -49,7 +49,7 @@ def _job_data(width: int, epochs: int, data_dir: str):
     import hydra
     import torch
 
-    from dlfoundations.compose import compose_config
+    from dlfoundations.config.compose import compose_config
     from dlfoundations.seeding import seed_run
 
     torch.set_num_threads(1)

@@ -5,6 +5,6 @@ Hydra imports this package to read the configs (``pkg://dlfoundations.conf``,
 (``schema/...``) are registered here, so that every composition checks types.
 """
 
-from dlfoundations.schemas import register_schemas
+from dlfoundations.config.schemas import register_schemas
 
 register_schemas()

@@ -9,9 +9,7 @@ config's unless input_shape=[C,H,W] is given. MACs are counted by torch.utils.fl
 Mistakes (an unknown config, a model that cannot take the input) are one line, exit code 2.
 """
 
-import csv
 import importlib.resources
-import io
 import re
 import sys
 import tempfile
@@ -46,9 +44,9 @@ def compose_model(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from dlfoundations.cli import composition_error_line
-    from dlfoundations.compose import compose_config
-    from dlfoundations.config import validate
+    from dlfoundations.config.checks import validate
+    from dlfoundations.config.cli import composition_error_line
+    from dlfoundations.config.compose import compose_config
     from dlfoundations.errors import UserError
 
     try:
@@ -84,7 +82,7 @@ def main(argv: list[str]) -> int:
     from torch import nn
 
     from dlfoundations.analysis.counting import count_model
-    from dlfoundations.atomic import atomic_write_text
+    from dlfoundations.atomic import atomic_write_csv
     from dlfoundations.errors import UserError
 
     try:
@@ -102,12 +100,9 @@ def main(argv: list[str]) -> int:
                 f"({str(err).splitlines()[0]}); choose another data= or give input_shape=[C,H,W]"
             ) from None
         if "csv" in options:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(["layer", "type", "params", "macs", "activations"])
-            writer.writerows([l.name, l.kind, l.params, l.macs, l.activations] for l in counts.layers)
+            rows = ([l.name, l.kind, l.params, l.macs, l.activations] for l in counts.layers)
             try:
-                atomic_write_text(options["csv"], buffer.getvalue())
+                atomic_write_csv(options["csv"], rows, ["layer", "type", "params", "macs", "activations"])
             except OSError as err:
                 raise UserError(f"csv={options['csv']}: cannot write ({err}); give a writable path") from None
     except UserError as err:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from dlfoundations.errors import UserError
-from dlfoundations.sweeps.report import write_report
+from dlfoundations.results.report import write_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 from dlfoundations.errors import UserError
-from dlfoundations.sweeps import collect, write_summary
-from dlfoundations.sweeps.summary import check_options
+from dlfoundations.record.collect import collect
+from dlfoundations.results.summary import check_options, write_summary
 
 OPTIONS = (
     "x",

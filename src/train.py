@@ -6,7 +6,7 @@ Thin on purpose: everything lives in the installed package ``dlfoundations`` (``
 import sys
 
 try:
-    from dlfoundations.train import cli
+    from dlfoundations.run.train import cli
 except KeyboardInterrupt:  # Ctrl-C while the libraries load: nothing has run yet
     sys.exit("error: interrupted (Ctrl-C) while starting; nothing ran")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from dlfoundations.compose import compose_config
+from dlfoundations.config.compose import compose_config
 from dlfoundations.models import CNN, VGG, LNiN, PreActResNet18, ResNet18, SmallNet, STMNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,3 +119,13 @@ def write_cifar10(root: Path, per_batch: int, n_test: int, seed: int = 0) -> dic
         names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
         pickle.dump({"label_names": names, "num_cases_per_batch": per_batch}, f, protocol=2)
     return out
+
+
+def end_single_run(cfg: DictConfig) -> None:
+    """What Hydra does after a single run has returned: the run callbacks of conf/hydra/default.yaml
+    (a run of an experiment with a reference writes its report)."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from dlfoundations.launch.callback import RunReport
+
+    RunReport().on_run_end(config=cfg, job_return=JobReturn(status=JobStatus.COMPLETED))

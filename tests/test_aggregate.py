@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from dlfoundations.sweeps import write_summary
-from dlfoundations.sweeps.aggregate import band_points, mean_std_ci
+from dlfoundations.results.aggregate import band_points, mean_std_ci
+from dlfoundations.results.summary import write_summary
 from tests.synthetic_sweeps import make_sweep
 
 # Test accuracy of width w, seed s: known values, so means and stds are known.

@@ -14,10 +14,10 @@ from hydra.errors import ConfigCompositionException
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
-from dlfoundations.cli import composition_error_line
+from dlfoundations.config.cli import composition_error_line
+from dlfoundations.config.schemas import GROUPS, PASSED_BY_SPINE, constructor_arguments
 from dlfoundations.errors import UserError
-from dlfoundations.schemas import GROUPS, PASSED_BY_SPINE, constructor_arguments
-from dlfoundations.trainer import build_trainer, trainer_kwargs
+from dlfoundations.run.trainer import build_trainer, trainer_kwargs
 from tests.helpers import REPO, make_cfg
 
 # (override, the one line): a key of every kind of node, root keys included.
@@ -148,7 +148,7 @@ def test_the_trainer_is_built_from_its_target_with_the_runs_callbacks(tmp_path):
         pass
 
     cfg = make_cfg(["trainer.max_epochs=3", "trainer.gpus=0", "trainer.limit_train_batches=0.5"], tmp_path)
-    assert cfg.trainer._target_ == "dlfoundations.trainer.Trainer"
+    assert cfg.trainer._target_ == "dlfoundations.run.trainer.Trainer"
     args = trainer_kwargs(cfg.trainer)
     assert "gpus" not in args and args["accelerator"] == "cpu"  # the alias, mapped
     marker = Marker()
@@ -227,8 +227,59 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return [c for name in sorted(graph) if not state.get(name) and (c := cycle_from(name, [name]))]
 
 
-def test_the_package_has_no_import_cycle_function_level_imports_included():
-    assert find_cycles(import_graph(REPO / "src", "dlfoundations")) == []
+# Bottom first: a module imports only modules of its own layer or of layers below it
+# (config -> run -> record <- results <- launch, with the building blocks below all of them).
+LAYERS = [
+    ("errors", "atomic", "seeding", "devices"),
+    ("data",),
+    ("models",),
+    ("analysis",),
+    ("replicas",),
+    ("tasks",),
+    ("callbacks",),
+    ("config",),
+    ("record",),
+    ("run",),
+    ("results",),
+    ("launch",),
+]
+
+
+def layer_of(module: str, package: str, layers: list[tuple[str, ...]]) -> int:
+    part = module.removeprefix(package + ".").split(".")[0]
+    found = [rank for rank, names in enumerate(layers) if part in names]
+    assert found, f"{module} is in no layer: add {part} to LAYERS"
+    return found[0]
+
+
+def upward_imports(graph: dict[str, set[str]], package: str, layers: list[tuple[str, ...]]) -> list[str]:
+    """``a -> b`` for each import of a module ``b`` in a layer above ``a``'s (the package's own
+    ``__init__`` is the entry, above every layer)."""
+    return sorted(
+        f"{a} -> {b}"
+        for a, deps in graph.items()
+        if a != package
+        for b in deps
+        if b != package and layer_of(b, package, layers) > layer_of(a, package, layers)
+    )
+
+
+def test_the_package_has_no_import_cycle_nor_upward_import_function_level_imports_included():
+    graph = import_graph(REPO / "src", "dlfoundations")
+    assert find_cycles(graph) == []
+    assert upward_imports(graph, "dlfoundations", LAYERS) == []
+
+
+def test_the_layer_check_finds_a_planted_upward_function_level_import(tmp_path):
+    (tmp_path / "pkg" / "run").mkdir(parents=True)
+    (tmp_path / "pkg" / "results").mkdir()
+    for init in ("pkg", "pkg/run", "pkg/results"):
+        (tmp_path / init / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "run" / "train.py").write_text("def f():\n    from pkg.results.report import g\n    return g\n")
+    (tmp_path / "pkg" / "results" / "report.py").write_text("def g():\n    return 1\n")
+    graph = import_graph(tmp_path, "pkg")
+    assert find_cycles(graph) == []  # no cycle, and still wrong: run may not reach up into results
+    assert upward_imports(graph, "pkg", [("run",), ("results",)]) == ["pkg.run.train -> pkg.results.report"]
 
 
 def test_the_cycle_check_finds_a_planted_function_level_cycle(tmp_path):
@@ -240,7 +291,7 @@ def test_the_cycle_check_finds_a_planted_function_level_cycle(tmp_path):
 
 
 def test_a_root_key_that_lives_in_a_node_is_pointed_to():
-    from dlfoundations.cli import unknown_key_hints
+    from dlfoundations.config.cli import unknown_key_hints
 
     assert unknown_key_hints(["steps_per_call=4", "debug=fast"]) == [
         "steps_per_call is not a root key; it is speed.steps_per_call (speed.steps_per_call=...)"

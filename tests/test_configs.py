@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import Callback
 
-from dlfoundations.objects import instantiate_group
-from dlfoundations.train import main
-from dlfoundations.trainer import build_trainer, trainer_kwargs
+from dlfoundations.config.objects import instantiate_group
+from dlfoundations.run.train import main
+from dlfoundations.run.trainer import build_trainer, trainer_kwargs
 from tests.helpers import REPO, make_cfg
 
 CONF = REPO / "conf"

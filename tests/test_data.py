@@ -237,7 +237,7 @@ def test_files_to_write_and_permission_errors_name_the_data_dir(tmp_path):
 def test_train_eval_and_train_clean_share_one_pass_and_score_their_own_labels(tmp_path):
     from dlfoundations.data.base import eval_groups
     from dlfoundations.models import MLP
-    from dlfoundations.train import main
+    from dlfoundations.run.train import main
     from tests.helpers import make_cfg
 
     assert eval_groups(["test", "train_eval", "val", "train_clean"]) == [

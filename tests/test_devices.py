@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dlfoundations.sweeps.devices import isolated_gpu
+from dlfoundations.devices import isolated_gpu
 
 
 def _worker(lock_dir, jobs, hold, queue):

@@ -7,8 +7,8 @@ import shlex
 
 import pytest
 
-from dlfoundations.compose import compose_config
-from dlfoundations.config import validate
+from dlfoundations.config.checks import validate
+from dlfoundations.config.compose import compose_config
 from tests.helpers import REPO
 
 COMMAND = re.compile(r"python src/train\.py((?: [^`|#\n]+)?)")

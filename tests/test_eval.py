@@ -17,7 +17,7 @@ import torch
 from omegaconf import open_dict
 
 from dlfoundations.errors import UserError
-from dlfoundations.train import main
+from dlfoundations.run.train import main
 from tests.helpers import REPO, make_cfg
 
 RUN = [
@@ -188,7 +188,7 @@ def test_ckpt_path_last_resumes_only_a_run_with_the_same_config(trained, tmp_pat
             cfg.paths.log_dir = str(logs)
         return main(cfg)
 
-    caplog.set_level(logging.INFO, logger="dlfoundations.checkpoints")
+    caplog.set_level(logging.INFO, logger="dlfoundations.run.checkpoints")
     results = resume([], "resumed")
     log = caplog.text
     assert f"resuming {same / 'checkpoints' / 'last.ckpt'}" in log
@@ -237,7 +237,7 @@ def test_eval_multirun_writes_one_result_per_job_and_no_false_failures(trained, 
     ],
 )
 def test_predict_inputs_that_would_give_meaningless_predictions_are_refused(content, message, tmp_path):
-    from dlfoundations.predict import load_inputs
+    from dlfoundations.run.predict import load_inputs
 
     path = tmp_path / "inputs.pt"
     if content == "text":
@@ -255,7 +255,7 @@ def test_predict_inputs_that_would_give_meaningless_predictions_are_refused(cont
 
 @pytest.mark.parametrize("text", ["model: [unclosed\n", "- a list\n", "seed: 3\n"])
 def test_a_malformed_run_config_is_one_line(text, tmp_path):
-    from dlfoundations.eval import run_config
+    from dlfoundations.run.eval import run_config
 
     (tmp_path / "config_unresolved.yaml").write_text(text)
     with pytest.raises(UserError, match=r"config_unresolved.yaml is not a (readable|run) config") as err:

@@ -7,9 +7,9 @@ import pytest
 
 from dlfoundations.callbacks.eval_schedule import schedule_epochs
 from dlfoundations.errors import UserError
-from dlfoundations.sweeps.heatmap import epoch_grid, write_heatmaps
-from dlfoundations.train import main
-from tests.helpers import make_cfg
+from dlfoundations.results.heatmap import epoch_grid, write_heatmaps
+from dlfoundations.run.train import main
+from tests.helpers import end_single_run, make_cfg
 from tests.synthetic_sweeps import make_sweep
 
 
@@ -55,6 +55,7 @@ def test_a_run_evaluates_exactly_at_the_scheduled_epochs(tmp_path):
     assert evaluated[: len(expected)] == expected and len(evaluated) == len(expected) + 1
     assert (tmp_path / "eval_curves.png").read_bytes()[:4] == b"\x89PNG"
     # A single run of an experiment with a reference ends with its report (width 4 is not a published point).
+    end_single_run(cfg)
     assert "nothing measured that the reference covers" in (tmp_path / "report.md").read_text()
 
 

@@ -10,7 +10,7 @@ from torch import nn
 import dlfoundations.callbacks.fold_bn as fold_bn_callback
 from dlfoundations.analysis import fold_batchnorm, load_into_twin, plan_batchnorm_folding
 from dlfoundations.errors import UserError
-from dlfoundations.train import main
+from dlfoundations.run.train import main
 from tests.helpers import BN_FAMILIES, make_cfg
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)

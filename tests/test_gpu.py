@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from dlfoundations.train import main
+from dlfoundations.run.train import main
 from tests.helpers import MLP, REPO, make_cfg
 
 pytestmark = pytest.mark.gpu

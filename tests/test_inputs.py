@@ -12,11 +12,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from dlfoundations.cli import composition_error_line
+from dlfoundations.config.cli import composition_error_line
+from dlfoundations.config.objects import instantiate
+from dlfoundations.config.preflight import check_data_dir, check_fit, preflight
 from dlfoundations.errors import UserError
-from dlfoundations.objects import instantiate
-from dlfoundations.preflight import check_data_dir, check_fit, preflight
-from dlfoundations.train import main
+from dlfoundations.run.train import main
 from tests.helpers import REPO, make_cfg
 
 CONF = REPO / "conf"

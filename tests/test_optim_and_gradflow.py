@@ -6,8 +6,8 @@ import json
 import torch
 
 from dlfoundations.models import ResNet18
+from dlfoundations.run.train import main
 from dlfoundations.tasks.optim import build_optimizer
-from dlfoundations.train import main
 from tests.helpers import make_cfg
 
 

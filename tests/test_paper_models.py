@@ -74,14 +74,16 @@ def test_double_descent_sweeps_use_the_parallel_launcher_unless_told_otherwise(e
 
 
 def test_course_stream_reproduces_the_published_random_features_points(tmp_path):
-    from dlfoundations.train import main
-    from tests.helpers import make_cfg
+    from dlfoundations.run.train import main
+    from tests.helpers import end_single_run, make_cfg
 
     # The course solution's figure (2 decimals): fixed lambda 10.41 at p = 341 (the peak), 2.67 at
     # p = 1491; tuned lambda 1.21 at p = 1491.
-    peak = main(make_cfg(["experiment=double_descent_rf", "model.width=341", "logger=none"], tmp_path / "341"))
+    peak_cfg = make_cfg(["experiment=double_descent_rf", "model.width=341", "logger=none"], tmp_path / "341")
+    peak = main(peak_cfg)
     wide = main(make_cfg(["experiment=double_descent_rf", "model.width=1491", "logger=none"], tmp_path / "1491"))
     assert abs(peak["metrics"]["test/err_fixed"] - 10.41) <= 0.005
     assert abs(wide["metrics"]["test/err_fixed"] - 2.67) <= 0.005
     assert abs(wide["metrics"]["test/err_tuned"] - 1.21) <= 0.005
+    end_single_run(peak_cfg)  # as Hydra does after the run: its report
     assert "all measured checks within tolerance" in (tmp_path / "341" / "report.md").read_text()

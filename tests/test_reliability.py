@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlfoundations.checkpoints import check_checkpoint, load_weights
-from dlfoundations.config import validate
+from dlfoundations.config.checks import validate
+from dlfoundations.config.objects import instantiate
+from dlfoundations.config.preflight import preflight
 from dlfoundations.errors import UserError
 from dlfoundations.models import MLP
-from dlfoundations.objects import instantiate
-from dlfoundations.preflight import preflight
-from dlfoundations.train import main
+from dlfoundations.run.checkpoints import check_checkpoint, load_weights
+from dlfoundations.run.train import main
 from tests.helpers import REPO, make_cfg
 
 MLP_RUN = [
@@ -203,7 +203,7 @@ def test_checkpoint_and_weights_from_another_model_are_refused(tmp_path):
 
 
 def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
-    from dlfoundations.checkpoints import AtomicCheckpointIO
+    from dlfoundations.run.checkpoints import AtomicCheckpointIO
 
     target = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"a": torch.zeros(3)}, target)

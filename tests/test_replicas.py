@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from dlfoundations.errors import UserError
+from dlfoundations.record.collect import collect
 from dlfoundations.replicas.nets import StackedMLP, StackedNet, stack_nets
 from dlfoundations.replicas.training import clip_norm_per_replica
-from dlfoundations.sweeps.aggregate import write_aggregate
-from dlfoundations.sweeps.collect import collect
-from dlfoundations.train import main
+from dlfoundations.results.aggregate import write_aggregate
+from dlfoundations.run.train import main
 from tests.helpers import CIFAR, MLP, REPO, make_cfg
 
 # Float64 (trainer.precision=64-true): stacked and separate kernels still round differently, but

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from dlfoundations.sweeps.report import FAIL, MISSING, PASS, build_report, write_report
+from dlfoundations.results.report import FAIL, MISSING, PASS, build_report, write_report
 from tests.helpers import REPO
 from tests.synthetic_sweeps import make_sweep, write_job
 
@@ -112,8 +112,8 @@ def test_single_run_dir_and_script(tmp_path):
 def test_wandb_payload_has_the_aggregate_figures_and_report(tmp_path):
     from types import SimpleNamespace
 
-    from dlfoundations.sweeps import write_summary
-    from dlfoundations.sweeps.analysis import wandb_extras
+    from dlfoundations.results.analysis import wandb_extras
+    from dlfoundations.results.summary import write_summary
 
     sweep = sweep_with(tmp_path, {4: [0.50, 0.51], 8: [0.55], 16: [0.58, 0.60], 64: [0.41]})
     write_summary(sweep, x="model.width", y=["test/err"])
@@ -131,7 +131,7 @@ def test_wandb_payload_has_the_aggregate_figures_and_report(tmp_path):
 
 
 def test_figure_panels_never_call_unmeasured_checks_within_tolerance():
-    from dlfoundations.sweeps.report import FAIL, MISSING, PASS, panel_verdict
+    from dlfoundations.results.report import FAIL, MISSING, PASS, panel_verdict
 
     assert panel_verdict([{"verdict": MISSING}, {"verdict": MISSING}]) == "not measured"
     assert panel_verdict([{"verdict": PASS}, {"verdict": MISSING}]) == "all measured within tolerance, 1 not measured"

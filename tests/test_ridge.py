@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from dlfoundations.run.train import main
 from dlfoundations.tasks import ridge_solve
-from dlfoundations.train import main
 from tests.helpers import make_cfg
 
 

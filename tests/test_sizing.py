@@ -5,11 +5,11 @@ import logging
 import hydra
 import pytest
 
+from dlfoundations.config.preflight import check_memory
+from dlfoundations.config.sizing import available_bytes, estimate
 from dlfoundations.errors import UserError
 from dlfoundations.models import count_parameters
-from dlfoundations.preflight import check_memory
-from dlfoundations.sizing import available_bytes, estimate
-from dlfoundations.train import main
+from dlfoundations.run.train import main
 from tests.helpers import MLP, make_cfg
 
 

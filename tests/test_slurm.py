@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from dlfoundations.errors import UserError
-from dlfoundations.sweeps.slurm_launcher import check_request, parse_sinfo
-from dlfoundations.train import main
+from dlfoundations.launch.slurm import check_request, parse_sinfo
+from dlfoundations.run.train import main
 from tests.helpers import REPO, make_cfg
 from tests.study import check_study, run_search
 
@@ -40,6 +40,20 @@ RUN = [
     "print_config=false",
 ]
 TIMEOUT = 150  # seconds any one sweep may take on the test cluster before the test fails
+
+
+def test_the_submitit_job_body_still_takes_the_arguments_our_launch_hands_it():
+    # launch() hands each SLURM task the parent's __call__ arguments, Hydra's singletons included:
+    # this fails, naming the change, when hydra-submitit-launcher or Hydra changes either.
+    import inspect
+
+    from hydra.core.singleton import Singleton
+
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+
+    params = list(inspect.signature(BaseSubmititLauncher.__call__).parameters)
+    assert params == ["self", "sweep_overrides", "job_dir_key", "job_num", "job_id", "singleton_state"]
+    assert isinstance(Singleton.get_state(), dict)
 
 
 def test_sinfo_parsing_counts_cpus_memory_and_gpus():

@@ -3,7 +3,7 @@ they train the same model (up to the precision asked for)."""
 
 import torch
 
-from dlfoundations.train import main
+from dlfoundations.run.train import main
 from tests.helpers import CIFAR, MLP, make_cfg
 
 

@@ -10,7 +10,7 @@ import torch
 from dlfoundations.data import TensorBatchLoader
 from dlfoundations.data.augment import random_crop_flip
 from dlfoundations.errors import UserError
-from dlfoundations.train import main
+from dlfoundations.run.train import main
 from tests.helpers import CIFAR, MLP, make_cfg, run_cli
 
 MLP_CONSTANT_LR = [o for o in MLP if not o.startswith("scheduler")]

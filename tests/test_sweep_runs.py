@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from dlfoundations.models import count_parameters
-from dlfoundations.train import main
+from dlfoundations.run.train import main
 from tests.helpers import REPO, make_cfg
 
 TINY = [

@@ -11,7 +11,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from dlfoundations.sweeps import SweepSummary, collect, write_summary
+from dlfoundations.launch.callback import SweepSummary
+from dlfoundations.record.collect import collect
+from dlfoundations.results.summary import write_summary
 from tests.helpers import REPO
 
 
@@ -216,7 +218,7 @@ def test_a_corrupt_results_json_is_one_failed_job_and_the_rest_is_summarized(tmp
 
 def test_the_summary_covers_the_latest_launch_only(tmp_path, caplog):
     # A 6-job grid, then a 2-job grid launched into the same sweep dir: jobs 2..5 are the old grid's.
-    from dlfoundations.sweeps.jobs import record_job, start_launch
+    from dlfoundations.record.jobs import record_job, start_launch
 
     sweep = tmp_path / "sweep"
     start_launch(sweep)

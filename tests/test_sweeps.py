@@ -11,9 +11,9 @@ import torch
 import yaml
 from hydra import compose, initialize_config_module
 
-from dlfoundations.sweeps import collect, write_summary
-from dlfoundations.sweeps.devices import device_slot, slot_order
-from dlfoundations.sweeps.summary import log_summary_to_wandb
+from dlfoundations.devices import device_slot, slot_order
+from dlfoundations.record.collect import collect
+from dlfoundations.results.summary import log_summary_to_wandb, write_summary
 from dlfoundations.tasks.schedules import InverseSqrtSteps
 from tests.helpers import REPO
 

@@ -6,9 +6,9 @@ import torch
 from lightning.pytorch.profilers import SimpleProfiler
 from torch import nn
 
+from dlfoundations.run.trainer import NullProfiler, build_trainer
 from dlfoundations.tasks.base import Task
 from dlfoundations.tasks.epoch_metrics import EpochMetrics
-from dlfoundations.trainer import NullProfiler, build_trainer
 
 
 def _steps(replicas: int | None, sizes=(7, 7, 3), classes=4):

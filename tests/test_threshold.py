@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from dlfoundations.sweeps import write_summary
-from dlfoundations.sweeps.threshold import describe, find_peak, interpolation_threshold
+from dlfoundations.results.summary import write_summary
+from dlfoundations.results.threshold import describe, find_peak, interpolation_threshold
 from tests.synthetic_sweeps import make_sweep
 
 # The MNIST-1D notebook's MLP at 15% noise (width: train error, test error).
@@ -73,7 +73,7 @@ def test_sweep_summary_writes_threshold_json(tmp_path):
 
 
 def test_describe_names_threshold_peak_and_sizes():
-    from dlfoundations.sweeps.threshold import describe
+    from dlfoundations.results.threshold import describe
 
     line = describe(interpolation_threshold(points(), epsilon=0.01, train_size=4000))
     assert (
@@ -89,7 +89,7 @@ def test_describe_names_threshold_peak_and_sizes():
 
 
 def test_a_report_peak_check_on_a_monotone_curve_says_there_is_no_peak():
-    from dlfoundations.sweeps.report import FAIL, check_peak
+    from dlfoundations.results.report import FAIL, check_peak
 
     falling = {4: [0.6125], 8: [0.55], 16: [0.5], 32: [0.45]}
     check = check_peak(falling, {"tolerance": 0.04}, {"x": 16, "y": 0.54, "search": [4, 32]})

@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from dlfoundations.errors import UserError
-from dlfoundations.train import main
-from dlfoundations.trainer import trainer_kwargs
+from dlfoundations.run.train import main
+from dlfoundations.run.trainer import trainer_kwargs
 from tests.helpers import make_cfg, run_cli
 
 SHORT_RANDOM_LABELS = [
@@ -140,6 +140,8 @@ def test_cli_run_dirs_are_unique_and_loggers_write(tmp_path):
         assert (run / "metrics.csv").exists() and (run / "results.json").exists()
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
         assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+        # memorize_cpu has a reference: Hydra's run callback ends a single run with its report.
+        assert "Reproduction report" in (run / "report.md").read_text()
 
 
 def test_wandb_jobs_of_a_multirun_share_a_group(tmp_path):
@@ -166,6 +168,7 @@ def test_ddp_on_two_cpu_processes_writes_one_run_dir(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = list((tmp_path / "memorize_cpu" / "runs").iterdir())
     assert len(runs) == 1  # the second rank reuses rank 0's run dir instead of making its own
+    assert (runs[0] / "report.md").is_file()  # written once, by rank 0
     results = json.loads((runs[0] / "results.json").read_text())
     assert results["global_step"] == 2 * 3  # 2 epochs x 3 batches per rank
     rows = list(csv.DictReader(open(runs[0] / "metrics.csv")))

@@ -5,8 +5,8 @@ import csv
 import pytest
 from omegaconf import OmegaConf
 
-from dlfoundations.sweeps import write_summary
-from dlfoundations.sweeps.zhang import epochs_to_fit
+from dlfoundations.results.summary import write_summary
+from dlfoundations.results.zhang import epochs_to_fit
 from tests.synthetic_sweeps import make_sweep
 
 
@@ -25,7 +25,7 @@ def test_label_noise_sweep_gives_test_error_and_epochs_to_fit_per_level(tmp_path
             histories.append([{"epoch": e, "train_eval/acc": 1.0 if e >= fit else 0.5} for e in range(1, 41)])
             jobs.append(({"data.label_noise": p, "seed": s}, {"test/acc": 1 - (0.1 + 0.8 * p)}, 100))
     sweep = make_sweep(tmp_path, jobs, histories=histories)
-    summary = write_summary(sweep, x="data.label_noise", y=["test/err"])
+    summary = write_summary(sweep, x="data.label_noise", y=["test/err"], figures=["summary", "zhang"])
     assert summary["files"]["zhang.png"].read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader((sweep / "zhang.csv").open()))
     assert [float(r["data.label_noise"]) for r in rows] == [0.0, 0.5, 1.0]
@@ -36,7 +36,7 @@ def test_label_noise_sweep_gives_test_error_and_epochs_to_fit_per_level(tmp_path
 
 @pytest.mark.parametrize("experiment", ["memorize", "memorize_cpu"])
 def test_fitted_means_the_same_in_the_report_and_in_zhang_csv(experiment, tmp_path):
-    from dlfoundations.sweeps.report import FAIL, PASS, check_curve
+    from dlfoundations.results.report import FAIL, PASS, check_curve
     from tests.helpers import make_cfg
 
     reference = OmegaConf.to_container(make_cfg([f"experiment={experiment}"], tmp_path).reference)
@@ -45,3 +45,21 @@ def test_fitted_means_the_same_in_the_report_and_in_zhang_csv(experiment, tmp_pa
         (check,) = check_curve({None: [accuracy]}, train)["checks"]
         assert check["verdict"] == (PASS if fitted else FAIL), accuracy
         assert (epochs_to_fit([(1, accuracy)]) is not None) == fitted, accuracy
+
+
+def test_the_figures_drawn_are_those_the_runs_were_configured_with(tmp_path):
+    jobs = [({"data.label_noise": p}, {"test/acc": 1 - p}, 100) for p in (0.0, 0.5, 1.0)]
+    histories = [[{"epoch": 1, "train_eval/acc": 1.0}]] * 3
+    for figures, drawn in ((["summary", "zhang"], {"summary.png", "zhang.png"}), (["zhang"], {"zhang.png"})):
+        sweep = make_sweep(tmp_path / "_".join(figures), jobs, {"figures": figures}, histories)
+        write_summary(sweep, x="data.label_noise")  # figures=None: the runs' own list
+        assert {p.name for p in sweep.glob("*.png")} == drawn, figures
+    # A run config that names no figures (a sweep dir older than the key): summary and report.
+    sweep = make_sweep(tmp_path / "none", jobs, None, histories)
+    write_summary(sweep, x="data.label_noise")
+    assert {p.name for p in sweep.glob("*.png")} == {"summary.png"}
+    # Every experiment names its figures; the double-descent ones the heatmap, memorize Zhang's.
+    from tests.helpers import make_cfg
+
+    cfg = {e: make_cfg([f"experiment={e}"], tmp_path / "cfg").figures for e in ("double_descent", "memorize_cpu")}
+    assert cfg == {"double_descent": ["summary", "heatmap", "report"], "memorize_cpu": ["summary", "zhang", "report"]}

@@ -5,8 +5,8 @@ conf/train.yaml names (``schema/...``), so every way to compose the configs work
 ``initialize_config_dir(<repo>/conf)`` after ``import dlfoundations`` as well as
 ``pkg://dlfoundations.conf`` and the entry points."""
 
-from dlfoundations.resolvers import register_resolvers
-from dlfoundations.schemas import register_schemas
+from dlfoundations.config.resolvers import register_resolvers
+from dlfoundations.config.schemas import register_schemas
 
 __version__ = "0.1.0"
 

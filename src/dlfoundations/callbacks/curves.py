@@ -6,7 +6,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from dlfoundations.atomic import atomic_write
+from dlfoundations.atomic import atomic_write_figure
 from dlfoundations.replicas.training import replica_prefix, runs_in, split_by_replica
 
 
@@ -17,6 +17,8 @@ class TrainingCurves(L.Callback):
     is part of the checkpoint, so a resumed run plots its whole history. A run of several replicas
     (``replicas=R``) gets one figure per replica, in ``replica_<k>/``.
     """
+
+    supports_replicas = True  # works on stacked replicas (dlfoundations.config.replicable)
 
     def __init__(
         self, metrics: list[str], dirpath: str, filename: str = "curves.png", title: str | None = None
@@ -77,8 +79,7 @@ class TrainingCurves(L.Callback):
         ax.set_title(self.title or "training curves")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-        plt.close(fig)
+        atomic_write_figure(fig, path)
         return path
 
     def state_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from dlfoundations.atomic import atomic_write, atomic_write_text
+from dlfoundations.atomic import atomic_write_figure, atomic_write_text
 from dlfoundations.errors import UserError
 from dlfoundations.replicas.training import replica_prefix, runs_in, split_by_replica
 
@@ -52,6 +52,8 @@ def schedule_epochs(max_epochs: int, num: int = 25, spacing: str = "log", epochs
 
 class EvalSchedule(L.Callback):
     """Run the validation loop only at :func:`schedule_epochs` and keep every evaluation."""
+
+    supports_replicas = True  # works on stacked replicas (dlfoundations.config.replicable)
 
     def __init__(
         self,
@@ -148,6 +150,5 @@ def plot_history(history: list[dict[str, float]], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    atomic_write_figure(fig, path)
     return path

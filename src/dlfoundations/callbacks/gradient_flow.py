@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from dlfoundations.atomic import atomic_write, atomic_write_json
+from dlfoundations.atomic import atomic_write_figure, atomic_write_json
 
 
 class GradientFlow(L.Callback):
@@ -66,8 +66,7 @@ class GradientFlow(L.Callback):
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        atomic_write(self.dirpath / self.filename, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-        plt.close(fig)
+        atomic_write_figure(fig, self.dirpath / self.filename)
         atomic_write_json(
             self.dirpath / "gradient_flow.json",
             {"layers": self.names, "first_epoch": self.history[0], "last_epoch": self.history[-1]},

@@ -21,6 +21,8 @@ class StepProgressBar(ProgressBar):
     ``refresh_seconds`` bounds how often the terminal is redrawn.
     """
 
+    supports_replicas = True  # works on stacked replicas (dlfoundations.config.replicable)
+
     def __init__(self, refresh_seconds: float = 0.5, leave: bool = True) -> None:
         super().__init__()
         self.refresh_seconds, self.leave = refresh_seconds, leave

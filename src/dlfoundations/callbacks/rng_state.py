@@ -12,6 +12,8 @@ import torch
 class RNGState(L.Callback):
     """Saved in every checkpoint; restored when training resumes from one."""
 
+    supports_replicas = True  # works on stacked replicas (dlfoundations.config.replicable)
+
     def state_dict(self) -> dict[str, Any]:
         np_state = cast(tuple[Any, ...], np.random.get_state())  # legacy=True (the default): a tuple
         return {

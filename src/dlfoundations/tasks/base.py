@@ -12,6 +12,9 @@ FIT_COUNTS = "fit_progress/"  # prefix of the counts in trainer.callback_metrics
 class Task(L.LightningModule):
     """Base class of the project's tasks."""
 
+    # True where the task trains stacked replicas (replicas=R) and splits their metrics by replica.
+    supports_replicas = False
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning re-assigns a bookkeeping attribute of the module before and after every hook it
         # dispatches (12 times per optimizer step under manual optimization), and nn.Module's

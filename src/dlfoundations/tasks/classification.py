@@ -43,6 +43,8 @@ class ClassificationModule(Task):
     ``replica_<k>/<name>``.
     """
 
+    supports_replicas = True  # works on stacked replicas (dlfoundations.config.replicable)
+
     def __init__(
         self,
         net: nn.Module,

@@ -1,0 +1,106 @@
+"""A run dir, written: its config, its results (one per replica of a replicated job), its failure.
+
+Every file a run leaves for the sweep summaries, ``skip_finished`` and ``eval.py`` is written here,
+atomically; dlfoundations.record.jobs and .collect read them back.
+"""
+
+import io
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+import rich.console
+import yaml
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from dlfoundations.atomic import atomic_write_json, atomic_write_text
+from dlfoundations.config.checks import config_tree
+from dlfoundations.config.overrides import without_keys
+from dlfoundations.record.jobs import REPLICAS_FILE, current_job_identity
+from dlfoundations.replicas.training import replica_prefix, split_by_replica
+
+log = logging.getLogger(__name__)
+
+
+@rank_zero_only
+def save_config(cfg: DictConfig, output_dir: Path) -> None:
+    atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # With its interpolations: what python src/eval.py rebuilds the run from (overrides then propagate).
+    atomic_write_text(output_dir / "config_unresolved.yaml", OmegaConf.to_yaml(cfg))
+    buffer = io.StringIO()
+    rich.console.Console(file=buffer, width=110, color_system=None).print(config_tree(cfg))
+    atomic_write_text(output_dir / "config_tree.log", buffer.getvalue())
+
+
+def write_results(output_dir: Path, results: dict[str, Any]) -> None:
+    """``results.json``, the run's end: what summaries and ``skip_finished`` read."""
+    atomic_write_json(output_dir / "results.json", results)
+
+
+def record_failure(output_dir: Path, err: BaseException) -> None:
+    """``failure.json`` in the run dir: what went wrong, for the sweep summary and for humans."""
+    try:
+        atomic_write_json(
+            output_dir / "failure.json",
+            {
+                "error": f"{type(err).__name__}: {err}".splitlines()[0],
+                "traceback": "".join(traceback.format_exception(err)),
+                "overrides": current_job_identity(),
+            },
+        )
+    except OSError:
+        log.exception("could not write failure.json")
+
+
+def replica_overrides(overrides: list[str] | None, seed: int) -> list[str]:
+    """A replica's overrides: the job's, with ``seed=<its seed>`` (what its separate run is)."""
+    kept = without_keys(overrides or [], ["seed"])
+    return sorted([*kept, f"seed={seed}"])
+
+
+def write_replica_results(
+    output_dir: Path, results: dict[str, Any], configs: list[DictConfig], identity: list[str] | None
+) -> dict[str, Any]:
+    """``replica_<k>/results.json`` (a single run's schema: its own seed and metrics), its
+    ``config.yaml`` and ``.hydra/overrides.yaml`` (the separate run it equals, so sweep summaries
+    read it as one more seed), then ``replicas.json`` in the run dir, written last. Returns that."""
+    per_replica = split_by_replica(results["metrics"])
+    name = results.get("optimized_metric")
+    entries = []
+    for k, replica_cfg in enumerate(configs):
+        folder = output_dir / replica_prefix(k).rstrip("/")
+        metrics = per_replica.get(k, {})
+        overrides = replica_overrides(identity, int(replica_cfg.seed))
+        atomic_write_text(folder / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
+        atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(replica_cfg, resolve=True))
+        replica_results = {
+            **results,
+            "metrics": metrics,
+            "optimized_value": metrics.get(name) if name else None,
+            "seed": int(replica_cfg.seed),
+            "overrides": overrides,
+            "nonfinite_metrics": [
+                m.removeprefix(replica_prefix(k))
+                for m in results["nonfinite_metrics"]
+                if m.startswith(replica_prefix(k))
+            ],
+            # fit_seconds (and epochs, global_step) are those of the job that trained all replicas.
+            "replica": {"index": k, "of": len(configs)},
+        }
+        atomic_write_json(folder / "results.json", replica_results)
+        entries.append(
+            {"dir": folder.name, "seed": int(replica_cfg.seed), "optimized_value": replica_results["optimized_value"]}
+        )
+    values = [e["optimized_value"] for e in entries if e["optimized_value"] is not None]
+    summary = {
+        "replicas": entries,
+        "overrides": identity,
+        "optimized_metric": name,
+        # What a Hydra sweeper (Optuna) gets for the job: the mean over its replicas.
+        "optimized_value": sum(values) / len(values) if len(values) == len(entries) and values else None,
+        "fit_seconds": results["fit_seconds"],
+    }
+    atomic_write_json(output_dir / REPLICAS_FILE, summary)
+    return summary

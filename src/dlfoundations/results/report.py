@@ -1,0 +1,333 @@
+"""Reproduction report: the measured results of a run or sweep against the experiment's ``reference``.
+
+Every experiment yaml carries a ``reference:`` block (see conf/experiment/*.yaml)::
+
+    reference:
+      source: "who published the numbers, where"
+      curves:
+        - name: "15% label noise"       # one measured curve, compared point by point
+          metric: test/err              # a results.json metric (``*/err`` = 1 - ``*/acc``)
+          x: model.width                # the swept key the points refer to (omit: a single run)
+          where: {data.label_noise: 0.15}  # which jobs (config values; swept or not)
+          tolerance: 0.05               # absolute, in the metric's units (or rel_tolerance: 0.2)
+          points: [[2, 0.696], [47, 0.5405]]   # [x, published]; [null, y] or {y: ..} without x
+          peak: {x: 47, y: 0.5405, search: [16, 300], x_factor: 1.5}  # or x_tolerance: 60
+
+A point passes when |measured mean - published| <= tolerance; the peak passes when its location
+(the highest interior local maximum inside ``search``) is within ``x_factor`` (ratio) or
+``x_tolerance`` (absolute) of the published one and its height within the tolerance. Points the
+run did not measure are listed as such, never counted as passes. ``report.md``, ``report.json``
+and ``report.png`` (published points with their tolerance over the measured curve) are written
+into the run or sweep dir.
+"""
+
+import math
+from pathlib import Path
+from typing import Any
+
+from dlfoundations.atomic import atomic_write_figure, atomic_write_json, atomic_write_text
+from dlfoundations.errors import UserError
+from dlfoundations.record.collect import config_value, to_float
+from dlfoundations.results.aggregate import job_overrides, load_rows, mean_std_ci, plot_band, value_of, varying_keys
+from dlfoundations.results.threshold import find_peak
+
+PASS, FAIL, MISSING = "within tolerance", "OUT OF TOLERANCE", "not measured"
+
+
+def panel_verdict(checks: list[dict[str, Any]]) -> str:
+    """A figure panel's one-line verdict: how many checks are out, within, and not measured."""
+    counts = {v: sum(ch["verdict"] == v for ch in checks) for v in (FAIL, PASS, MISSING)}
+    if counts[MISSING] == len(checks):
+        return "not measured"
+    parts = [f"{counts[FAIL]} out of tolerance" if counts[FAIL] else "all measured within tolerance"]
+    if counts[MISSING]:
+        parts.append(f"{counts[MISSING]} not measured")
+    return ", ".join(parts)
+
+
+def find_reference(path: str | Path) -> dict[str, Any] | None:
+    """The ``reference`` block of the run (its .hydra/config.yaml) or of the sweep's first job."""
+    path = Path(path)
+    candidates = [path] + sorted((p.parent.parent for p in path.glob("*/.hydra/config.yaml")), key=str)
+    for job in candidates:
+        ref = config_value(job, "reference")
+        if ref:
+            return ref
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    fa, fb = to_float(a), to_float(b)
+    if fa is not None and fb is not None:
+        return math.isclose(fa, fb, rel_tol=1e-9, abs_tol=1e-12)
+    return str(a) == str(b)
+
+
+def _tolerance(spec: dict[str, Any], published: float) -> float:
+    if spec.get("tolerance") is not None:
+        return float(spec["tolerance"])
+    if spec.get("rel_tolerance") is not None:
+        return float(spec["rel_tolerance"]) * abs(published)
+    raise UserError("reference curve needs tolerance (absolute) or rel_tolerance; add one to the experiment yaml")
+
+
+def _points(curve: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for p in curve.get("points") or []:
+        item = dict(p) if isinstance(p, dict) else {"x": p[0], "y": p[1]}
+        out.append(item)
+    return out
+
+
+def measured_curve(base: Path, rows: list[dict[str, Any]], curve: dict[str, Any]) -> dict[Any, list[float]]:
+    """Values of the curve's metric per x (key None without x) over the jobs its ``where`` selects."""
+    where = curve.get("where") or {}
+    out: dict[Any, list[float]] = {}
+    for row in rows:
+        if not all(_same(value_of(base, row, k), v) for k, v in where.items()):
+            continue
+        y = to_float(row.get(curve["metric"]))
+        if y is None:
+            continue
+        x = to_float(value_of(base, row, curve["x"])) if curve.get("x") else None
+        if curve.get("x") and x is None:
+            continue
+        out.setdefault(x, []).append(y)
+    return out
+
+
+def check_curve(measured: dict[Any, list[float]], curve: dict[str, Any]) -> dict[str, Any]:
+    """Point-by-point and peak verdicts of one reference curve against measured values per x."""
+    checks = []
+    for p in _points(curve):
+        x, y = (to_float(p.get("x")) if p.get("x") is not None else None), float(p["y"])
+        tol = _tolerance({**curve, **{k: p[k] for k in ("tolerance", "rel_tolerance") if k in p}}, y)
+        values = next(
+            (
+                v
+                for mx, v in measured.items()
+                if (mx is None and x is None) or (mx is not None and x is not None and math.isclose(mx, x))
+            ),
+            None,
+        )
+        check = {"kind": "point", "x": x, "published": y, "tolerance": tol, "note": p.get("note")}
+        if not values:
+            checks.append({**check, "verdict": MISSING})
+            continue
+        mean, std, _ = mean_std_ci(values)
+        checks.append(
+            {
+                **check,
+                "measured": mean,
+                "std": std,
+                "n": len(values),
+                "diff": mean - y,
+                "verdict": PASS if abs(mean - y) <= tol else FAIL,
+            }
+        )
+    peak = curve.get("peak")
+    if peak:
+        checks.append(check_peak(measured, curve, peak))
+    return {
+        "name": curve.get("name", curve["metric"]),
+        "metric": curve["metric"],
+        "x": curve.get("x"),
+        "where": curve.get("where") or {},
+        "checks": checks,
+    }
+
+
+def check_peak(measured: dict[Any, list[float]], curve: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
+    """The measured peak (mean curve, within ``search``) against the published location and height."""
+    low, high = peak.get("search") or [-math.inf, math.inf]
+    xs = sorted(x for x in measured if x is not None and low <= x <= high)
+    y_pub, x_pub = float(peak["y"]), float(peak["x"])
+    tol = _tolerance({**curve, **{k: peak[k] for k in ("tolerance", "rel_tolerance") if k in peak}}, y_pub)
+    check = {"kind": "peak", "x": x_pub, "published": y_pub, "tolerance": tol, "search": [low, high]}
+    if len(xs) < 3:
+        return {**check, "verdict": MISSING, "note": f"needs >= 3 measured x in {low}..{high}, got {len(xs)}"}
+    means = [sum(measured[x]) / len(measured[x]) for x in xs]
+    i = find_peak(means)
+    if i is None:
+        top = max(range(len(xs)), key=lambda k: means[k])
+        note = f"no interior peak in {low:g}..{high:g}: the highest mean ({means[top]:.4g}) is at x={xs[top]:g}"
+        return {**check, "verdict": FAIL, "note": note}
+    x_meas, y_meas = xs[i], means[i]
+    if peak.get("x_factor"):
+        factor = float(peak["x_factor"])
+        x_ok, x_rule = x_pub / factor <= x_meas <= x_pub * factor, f"within a factor {factor:g}"
+    else:
+        width = float(peak.get("x_tolerance", 0))
+        x_ok, x_rule = abs(x_meas - x_pub) <= width, f"within ±{width:g}"
+    y_ok = abs(y_meas - y_pub) <= tol
+    return {
+        **check,
+        "measured_x": x_meas,
+        "measured": y_meas,
+        "diff": y_meas - y_pub,
+        "x_rule": x_rule,
+        "location_ok": x_ok,
+        "height_ok": y_ok,
+        "verdict": PASS if x_ok and y_ok else FAIL,
+    }
+
+
+def build_report(path: str | Path) -> dict[str, Any]:
+    """Compare a run or sweep dir with its reference; raises UserError when there is nothing to compare."""
+    path = Path(path)
+    rows, failed = load_rows(path)
+    ref = find_reference(path)
+    if not ref:
+        raise UserError(f"no reference block in the config of {path}; add `reference:` to the experiment yaml")
+    if not rows:
+        raise UserError(f"no finished job (results.json) in {path}; nothing to compare yet")
+    curves = [check_curve(measured_curve(path, rows, c), c) for c in ref.get("curves") or []]
+    verdicts = [ch["verdict"] for c in curves for ch in c["checks"]]
+    overrides = job_overrides(path, rows)
+    if rows[0]["job"] == "." and (path / ".hydra" / "overrides.yaml").exists():
+        overrides = job_overrides(path.parent, [{"job": path.name}])
+    swept = varying_keys(overrides)
+    shared = {k: v for k, v in (overrides[0] if overrides else {}).items() if k not in swept}
+    return {
+        "path": str(path),
+        "source": ref.get("source", "?"),
+        "url": ref.get("url"),
+        "note": ref.get("note"),
+        "task_name": config_value(path if rows[0]["job"] == "." else path / str(rows[0]["job"]), "task_name"),
+        "finished": len(rows),
+        "failed": len(failed),
+        "curves": curves,
+        "shared_overrides": shared,
+        "passed": verdicts.count(PASS),
+        "out_of_tolerance": verdicts.count(FAIL),
+        "not_measured": verdicts.count(MISSING),
+        "logx": bool(ref.get("logx", False)),
+        "_rows": rows,
+    }
+
+
+def _fmt(v: Any) -> str:
+    return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """report.md: the verdict first, then one table per curve."""
+    total = report["passed"] + report["out_of_tolerance"]
+    overall = (
+        "all measured checks within tolerance"
+        if report["out_of_tolerance"] == 0 and total
+        else f"{report['out_of_tolerance']} of {total} measured checks OUT OF TOLERANCE"
+        if total
+        else "nothing measured that the reference covers"
+    )
+    lines = [
+        f"# Reproduction report: {report['task_name'] or Path(report['path']).name}",
+        "",
+        f"Reference: {report['source']}" + (f" ({report['url']})" if report["url"] else ""),
+        "",
+    ]
+    if report["note"]:
+        lines += [f"Note: {report['note']}", ""]
+    lines += [
+        f"Measured: {report['finished']} finished job(s)"
+        + (f", {report['failed']} failed" if report["failed"] else ""),
+        "",
+    ]
+    if report["shared_overrides"]:
+        lines += [
+            "Overrides of every job (a departure from the published setting explains a miss): `"
+            + " ".join(f"{k}={v}" for k, v in report["shared_overrides"].items())
+            + "`",
+            "",
+        ]
+    lines += [
+        f"**Verdict: {overall}** ({report['passed']} within, {report['out_of_tolerance']} out of tolerance, "
+        f"{report['not_measured']} not measured).",
+        "",
+    ]
+    for curve in report["curves"]:
+        where = ", ".join(f"{k}={v}" for k, v in curve["where"].items())
+        lines += [
+            f"## {curve['name']}",
+            "",
+            f"`{curve['metric']}`"
+            + (f" vs `{curve['x']}`" if curve["x"] else "")
+            + (f", jobs with {where}" if where else "")
+            + "; mean over seeds where there are several.",
+            "",
+            "| check | x | published | measured | n | diff | tolerance | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for ch in curve["checks"]:
+            measured = _fmt(ch.get("measured")) + (f" ± {ch['std']:.2g}" if ch.get("std") is not None else "")
+            x = _fmt(ch["x"]) if ch["kind"] == "point" else f"{_fmt(ch['x'])} (measured {_fmt(ch.get('measured_x'))})"
+            verdict = ch["verdict"]
+            if ch["kind"] == "peak" and "location_ok" in ch:
+                verdict += (
+                    f"; location {'ok' if ch['location_ok'] else 'off'} ({ch['x_rule']}), "
+                    f"height {'ok' if ch['height_ok'] else 'off'}"
+                )
+            if ch.get("note"):
+                verdict += f"; {ch['note']}"
+            lines.append(
+                f"| {ch['kind']} | {x} | {_fmt(ch['published'])} | {measured} | {_fmt(ch.get('n'))} | "
+                f"{_fmt(ch.get('diff'))} | ±{_fmt(ch['tolerance'])} | {verdict} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_report(report: dict[str, Any], path: str | Path) -> Path:
+    """report.png: per curve, the measured mean (band: ± std over seeds) and the published points
+    with their tolerance as error bars; peaks as stars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = report["curves"] or [{"name": "no reference curves", "checks": [], "x": None}]
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.2), squeeze=False)
+    base = Path(report["path"])
+    ref_curves = {c.get("name", c["metric"]): c for c in (find_reference(base) or {}).get("curves") or []}
+    for ax, curve in zip(axes[0], curves):
+        spec = ref_curves.get(curve["name"])
+        measured = measured_curve(base, report["_rows"], spec) if spec else {}
+        pts = [(x if x is not None else 0.0, v) for x, vs in measured.items() for v in vs]
+        if pts:
+            plot_band(ax, pts, "std", label="measured (mean ± std)", color="C0")
+        for ch in curve["checks"]:
+            x = ch["x"] if ch["x"] is not None else 0.0
+            color = {"point": "k", "peak": "C3"}[ch["kind"]]
+            ax.errorbar(
+                [x],
+                [ch["published"]],
+                yerr=[ch["tolerance"]],
+                fmt="*" if ch["kind"] == "peak" else "x",
+                color=color,
+                capsize=3,
+                markersize=9 if ch["kind"] == "peak" else 6,
+            )
+        ax.plot([], [], "kx", label="published ± tolerance")
+        if any(ch["kind"] == "peak" for ch in curve["checks"]):
+            ax.plot([], [], "*", color="C3", label="published peak")
+        if report["logx"] and curve["x"]:
+            ax.set_xscale("log")
+        ax.set_xlabel(curve["x"] or "(single run)")
+        ax.set_ylabel(curve.get("metric", ""))
+        ax.set_title(f"{curve['name']}\n{panel_verdict(curve['checks'])}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{report['task_name'] or ''} vs {report['source']}"[:120], fontsize=9)
+    fig.tight_layout()
+    atomic_write_figure(fig, path)
+    return Path(path)
+
+
+def write_report(path: str | Path) -> dict[str, Any]:
+    """Write report.md, report.json and report.png into the run or sweep dir; return the report."""
+    path = Path(path)
+    report = build_report(path)
+    atomic_write_text(path / "report.md", render_markdown(report))
+    atomic_write_json(path / "report.json", {k: v for k, v in report.items() if not k.startswith("_")})
+    plot_report(report, path / "report.png")
+    return report
