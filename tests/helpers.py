@@ -128,4 +128,4 @@ def end_single_run(cfg: DictConfig) -> None:
 
     from dlfoundations.launch.callback import RunReport
 
-    RunReport().on_run_end(config=cfg, job_return=JobReturn(status=JobStatus.COMPLETED))
+    RunReport().on_job_end(config=cfg, job_return=JobReturn(status=JobStatus.COMPLETED))

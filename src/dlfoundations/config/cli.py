@@ -35,7 +35,7 @@ def composition_error_line(err: BaseException) -> str | None:
         return None
     # Hydra names the config file that set the value only in its message ("In 'experiment/bad': ...").
     found = re.match(r"In '([^']+)':", str(err))
-    where = found.group(1) if found else None
+    where = f"'{found.group(1)}'" if found else None
     key = cause.full_key or ""
     if isinstance(cause, ConfigKeyError):  # from the command line: override_hints names the valid keys
         group = key.split(".")[0]

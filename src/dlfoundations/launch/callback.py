@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
@@ -87,7 +89,10 @@ class RunReport(Callback):
     reproduction report (``report.md``, ``report.json`` in the run dir). A multirun writes one report
     for all its jobs, in its summary."""
 
-    def on_run_end(self, config: DictConfig, job_return: JobReturn | None = None, **kwargs: Any) -> None:
+    def on_job_end(self, config: DictConfig, job_return: JobReturn | None = None, **kwargs: Any) -> None:
+        # The job's end, not the run's: only here is the job's Hydra config (its run dir) still set.
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return
         # Lightning sets rank on the function (documented); its stubs do not declare it.
         rank = getattr(rank_zero_only, "rank", 0)
         if job_return is None or job_return.status != JobStatus.COMPLETED or not config.get("reference") or rank:
