@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from dlfoundations.config.schemas import Figure
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import collect
 from dlfoundations.results.summary import check_options, write_summary
@@ -34,6 +35,7 @@ OPTIONS = (
     "band",
     "epsilon",
     "threshold_x",
+    "figures",
 )
 
 
@@ -58,6 +60,7 @@ def summarize(args: argparse.Namespace) -> int:
         ("title", args.title),
         ("band", args.band),
         ("epsilon", args.epsilon),
+        ("figures", args.figures),
     ):
         if value is not None:
             options[key] = value
@@ -94,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title")
     parser.add_argument("--band", choices=["std", "ci95", "none"], help="band over seeds: mean +- std, 95%% CI, none")
     parser.add_argument("--epsilon", type=float, help="interpolation threshold: train_eval/err <= epsilon (0.01)")
+    parser.add_argument(
+        "--figures",
+        nargs="+",
+        choices=[f.value for f in Figure],
+        help="what to draw (default: the figures the sweep's runs name, or each the sweep allows)",
+    )
     args = parser.parse_args(argv)
     try:
         return summarize(args)

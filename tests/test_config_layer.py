@@ -161,6 +161,29 @@ def test_the_trainer_is_built_from_its_target_with_the_runs_callbacks(tmp_path):
         build_trainer(trainer_kwargs(make_cfg(["trainer.strategy=nonsense"], tmp_path).trainer), logger=False)
 
 
+def test_a_run_dir_written_before_the_trainer_moved_still_builds_and_resumes(tmp_path):
+    from dlfoundations.run.checkpoints import config_differences
+    from dlfoundations.run.trainer import TARGET
+
+    cfg = make_cfg(["trainer.max_epochs=1"], tmp_path)
+    old = OmegaConf.to_container(cfg, resolve=True)
+    old["trainer"]["_target_"] = "dlfoundations.trainer.Trainer"  # as config.yaml of such a run says
+    assert trainer_kwargs(OmegaConf.create(old["trainer"]))["_target_"] == TARGET
+    assert config_differences(old, OmegaConf.to_container(cfg, resolve=True)) == []
+
+
+def test_hydra_finds_the_slurm_launcher_plugin_of_the_installed_package(tmp_path):
+    # Outside the repo (no src/ on sys.path): what `dlf-train hydra/launcher=slurm` relies on.
+    code = (
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.launcher import Launcher\n"
+        "print(sorted(f'{c.__module__}.{c.__name__}' for c in Plugins.instance().discover(Launcher)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "hydra_plugins.dlfoundations_launcher.SlurmLauncher" in out.stdout
+
+
 def test_plain_hydra_instantiate_of_the_trainer_node_gives_a_lightning_trainer(tmp_path):
     # The template habit: hydra.utils.instantiate(cfg.trainer), with the gpus alias in the node.
     for overrides, accelerator in (([], None), (["trainer.gpus=0"], "cpu"), (["trainer=cpu"], "cpu")):
@@ -228,7 +251,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 # Bottom first: a module imports only modules of its own layer or of layers below it
-# (config -> run -> record <- results <- launch, with the building blocks below all of them).
+# (config -> record -> run -> results -> launch, with the building blocks below all of them).
 LAYERS = [
     ("errors", "atomic", "seeding", "devices"),
     ("data",),

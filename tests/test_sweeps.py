@@ -76,6 +76,14 @@ def test_summarize_script_on_a_sweep_dir(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "2 finished job(s)" in proc.stdout and "failed: job 2" in proc.stdout
     assert (sweep / "summary.png").exists()
+    (sweep / "summary.png").unlink()
+    only_report = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(sweep), "--figures", "report"],
+        capture_output=True,
+        text=True,
+    )
+    assert only_report.returncode == 0, only_report.stderr
+    assert not (sweep / "summary.png").exists()  # --figures: what is drawn, not what the runs named
     missing = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "summarize_sweep.py"), str(tmp_path / "nope")],
         capture_output=True,

@@ -54,10 +54,11 @@ def test_the_figures_drawn_are_those_the_runs_were_configured_with(tmp_path):
         sweep = make_sweep(tmp_path / "_".join(figures), jobs, {"figures": figures}, histories)
         write_summary(sweep, x="data.label_noise")  # figures=None: the runs' own list
         assert {p.name for p in sweep.glob("*.png")} == drawn, figures
-    # A run config that names no figures (a sweep dir older than the key): summary and report.
+    # Runs that name no figures (figures: null, or a sweep dir older than the key): each the sweep allows.
     sweep = make_sweep(tmp_path / "none", jobs, None, histories)
     write_summary(sweep, x="data.label_noise")
-    assert {p.name for p in sweep.glob("*.png")} == {"summary.png"}
+    assert {p.name for p in sweep.glob("*.png")} == {"summary.png", "zhang.png"}
+    assert {p.name for p in sweep.glob("*.pdf")} == {"summary.pdf", "zhang.pdf"}  # vector beside each
     # Every experiment names its figures; the double-descent ones the heatmap, memorize Zhang's.
     from tests.helpers import make_cfg
 

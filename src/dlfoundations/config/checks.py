@@ -7,7 +7,7 @@ import dataclasses
 import difflib
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlfoundations.config.schemas import EvalConfig
 from dlfoundations.errors import UserError
@@ -40,7 +40,12 @@ def config_tree(cfg: DictConfig) -> "rich.tree.Tree":
     for key in keys:
         branch = tree.add(str(key), guide_style="dim")
         value = cfg[key]
-        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else repr(value)
+        if isinstance(value, DictConfig):
+            text = OmegaConf.to_yaml(value, resolve=True)
+        elif isinstance(value, ListConfig):  # plain values, also of a typed list (figures: [summary, ...])
+            text = repr(OmegaConf.to_container(value, resolve=True, enum_to_str=True))
+        else:
+            text = repr(value)
         branch.add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
     return tree
 

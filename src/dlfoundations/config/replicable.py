@@ -1,6 +1,6 @@
 """Whether a run may train replicas (``replicas=R``): decided by what its classes can do, not by names.
 
-A task, callback or model class says it works on stacked replicas with the class attribute
+A task or callback class says it works on stacked replicas with the class attribute
 ``supports_replicas = True`` (the task splits its metrics by replica, the callback only reads or
 saves the stacked module); Lightning's own callbacks that do so are listed here by class. An
 optimizer keeps replicas exact when its update of a parameter depends only on that parameter's

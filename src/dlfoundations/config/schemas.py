@@ -177,9 +177,6 @@ class Figure(enum.StrEnum):
     report = "report"  # report.md, report.json, report.png: the measured points against the reference
 
 
-DEFAULT_FIGURES = (Figure.summary.value, Figure.report.value)  # a sweep dir whose runs name none
-
-
 def _root(default: Any = MISSING, *, bookkeeping: bool = False, eval: str | None = None, identity: bool = True) -> Any:
     """A root key and what it is to a run (the one list of these roles; see :func:`root_keys`):
     ``bookkeeping`` (where the run writes, what it logs, how long: may differ when a run resumes),
@@ -208,7 +205,7 @@ class TrainConfig:
     optimized_metric: str | None = _root(bookkeeping=True)
     print_config: bool = _root(bookkeeping=True, eval="own")
     reference: Any = _root()
-    figures: list[Figure] = _root(bookkeeping=True, identity=False)  # what the sweep summary draws
+    figures: list[Figure] | None = _root(bookkeeping=True, identity=False)  # what the sweep summary draws
     device_pool: DevicePool = _root(DevicePool, bookkeeping=True)
     # The groups: typed by their own schemas (above) or untyped.
     data: Any = _root()

@@ -18,7 +18,7 @@ class CIFAR10DataModule(TorchvisionImages):
     ``normalize=false``; augmented (crop and flip, the base class's ``augment``) unless ``augment=false``."""
 
     dataset = CIFAR10
-    name = "CIFAR-10"
+    title = "CIFAR-10"
     train_images = 50_000
     files = (
         "the python-version batches (data_batch_1 .. data_batch_5, test_batch, batches.meta; "

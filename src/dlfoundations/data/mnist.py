@@ -17,7 +17,7 @@ class MNISTDataModule(TorchvisionImages):
     images of the pool (the seed's ``train_set.data[:6000]``). Pixels in [0, 1] unless ``normalize``."""
 
     dataset = MNIST
-    name = "MNIST"
+    title = "MNIST"
     train_images = 60_000
     files = (
         "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "

@@ -21,7 +21,7 @@ class TorchvisionImages(InMemoryDataModule):
     ``test_size`` the first test images."""
 
     dataset: ClassVar[Any]  # the torchvision class
-    name: ClassVar[str]
+    title: ClassVar[str]  # as the errors name it
     train_images: ClassVar[int]
     files: ClassVar[str]  # what the user puts where (for the error message)
     offline: ClassVar[str]  # what to run without the files
@@ -57,7 +57,7 @@ class TorchvisionImages(InMemoryDataModule):
     def _open(self, train: bool, download: bool) -> Any:
         return open_dataset(
             lambda: self.dataset(str(self.data_dir), train=train, download=download),
-            self.name,
+            self.title,
             self.folder(),
             self.files,
             self.offline,

@@ -1,1 +1,1 @@
-"""Launching sweeps: the Hydra sweep callback, the local device pool's slots, SLURM."""
+"""Launching sweeps: the Hydra sweep callback, the SLURM launcher."""

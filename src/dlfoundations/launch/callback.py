@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from dlfoundations.errors import UserError
-from dlfoundations.record.jobs import is_launching_process, start_launch, sweep_resume_command
+from dlfoundations.record.jobs import REPLICAS_FILE, is_launching_process, start_launch, sweep_resume_command
 from dlfoundations.results.report import write_report
 from dlfoundations.results.summary import log_summary_to_wandb, write_summary
 
@@ -98,8 +98,8 @@ class RunReport(Callback):
         if job_return is None or job_return.status != JobStatus.COMPLETED or not config.get("reference") or rank:
             return
         run_dir = Path(config.paths.output_dir)
-        if not (run_dir / "results.json").exists():
-            return  # a run that wrote no results (eval, train=false): nothing to compare
+        if not any((run_dir / name).exists() for name in ("results.json", REPLICAS_FILE)):
+            return  # a run that wrote no results (eval): nothing to compare
         try:
             report = write_report(run_dir)
         except UserError as err:

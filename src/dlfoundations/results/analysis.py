@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlfoundations.config.schemas import DEFAULT_FIGURES, Figure
+from dlfoundations.config.schemas import Figure
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import config_value
 from dlfoundations.results.aggregate import is_categorical, plot_bars, write_aggregate
@@ -43,13 +43,14 @@ def analyse_sweep(
     return {"agg": agg, "group_keys": group_keys, "thresholds": thresholds, "rows": rows}
 
 
-def sweep_figures(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> list[str]:
+def sweep_figures(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> list[str] | None:
     """The ``figures`` the sweep's runs were configured with (the experiment's list), read from the
-    first finished run's config; :data:`DEFAULT_FIGURES` for runs that name none. An unknown name
-    (a hand-edited config) is left out with a warning."""
+    first finished run's config; None where they name none (``figures: null``, or a sweep dir older
+    than the key): then every figure the sweep's keys allow. An unknown name (a hand-edited config)
+    is left out with a warning."""
     named = config_value(Path(sweep_dir) / str(rows[0]["job"]), "figures") if rows else None
     if not isinstance(named, list):
-        return list(DEFAULT_FIGURES)
+        return None
     known = [f.value for f in Figure]
     unknown = [str(f) for f in named if f not in known]
     if unknown:
@@ -60,7 +61,7 @@ def sweep_figures(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> list[str
 def finish_sweep(
     sweep_dir: str | Path,
     analysis: dict[str, Any],
-    figures: Sequence[str],
+    figures: Sequence[str] | None,
     y: Sequence[str],
     band: str = "std",
     title: str = "",
@@ -71,8 +72,9 @@ def finish_sweep(
 ) -> dict[str, Path]:
     """The ``figures`` beyond the line plot: bars (``summary`` of a sweep over categories, replacing
     the line plot), ``heatmap`` (width sweep with per-epoch evaluations), ``zhang`` (label-noise sweep
-    without a width sweep) and ``report`` (experiment with a reference). A figure that cannot be
-    drawn says why in the log; none of them touches what is already written."""
+    without a width sweep) and ``report`` (experiment with a reference); ``figures=None``: each of
+    them the sweep allows. A listed figure that cannot be drawn says why in the log; none of them
+    touches what is already written."""
     from dlfoundations.results.heatmap import write_heatmaps
     from dlfoundations.results.report import find_reference, write_report
     from dlfoundations.results.zhang import write_zhang
@@ -82,6 +84,8 @@ def finish_sweep(
     agg, group_keys = analysis["agg"], analysis["group_keys"]
     if not agg:
         return written
+    listed = figures is not None
+    figures = list(figures) if figures is not None else [f.value for f in Figure]
     if Figure.summary in figures and is_categorical(agg, group_keys):
         written["summary.png"] = plot_bars(
             sweep_dir / "summary.png", agg, group_keys, list(y), band, title, logy, ylabel
@@ -89,12 +93,12 @@ def finish_sweep(
     if Figure.heatmap in figures:
         if heatmap_x in group_keys:
             written.update(write_heatmaps(sweep_dir, heatmap_x, analysis["thresholds"]))
-        else:
+        elif listed:
             log.warning("figures: no heatmap: it needs a sweep over %s", heatmap_x)
     if Figure.zhang in figures:
         if noise_key in group_keys and heatmap_x not in group_keys:
             written.update(write_zhang(sweep_dir, analysis["rows"], noise_key))
-        else:
+        elif listed:
             log.warning("figures: no zhang figures: they need a sweep over %s (and not over %s)", noise_key, heatmap_x)
     if Figure.report in figures and find_reference(sweep_dir):
         try:

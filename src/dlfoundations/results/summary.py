@@ -103,7 +103,8 @@ def write_summary(
     (std | ci95 | none); see :mod:`dlfoundations.results.analysis` for summary_agg.csv, the
     interpolation threshold (train error <= ``epsilon``), heatmaps and the reproduction report.
     ``figures`` (summary, heatmap, zhang, report): what to draw; None: the ``figures`` the sweep's
-    runs were configured with (an experiment's list), see :func:`sweep_figures`.
+    runs were configured with (an experiment's list; every figure the sweep allows where they name
+    none), see :func:`sweep_figures`.
     Returns the rows, the failed jobs, the x used, the aggregate, thresholds and the paths ``written``."""
 
     sweep_dir = Path(sweep_dir)
@@ -139,7 +140,7 @@ def write_summary(
             logx = False
     analysis = analyse_sweep(sweep_dir, rows, replicate_keys or ["seed"], threshold_x, epsilon)
     figures = sweep_figures(sweep_dir, rows) if figures is None else list(figures)
-    if rows and Figure.summary in figures:
+    if rows and (figures is None or Figure.summary in figures):
         png = plot_summary(
             sweep_dir / "summary.png",
             rows,

@@ -24,6 +24,7 @@ from torch import nn
 from dlfoundations.atomic import atomic_write
 from dlfoundations.config.schemas import TRAINER_BOOKKEEPING, root_keys
 from dlfoundations.errors import UserError
+from dlfoundations.run.trainer import MOVED_TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ def config_differences(
 ) -> list[str]:
     """``key (X there, Y here)`` for every key outside ``ignored`` whose value differs."""
     a, b = _flat(relocatable(saved)), _flat(relocatable(current))
+    for flat in (a, b):  # a run written before its trainer's module moved is the same run
+        if flat.get("trainer._target_") in MOVED_TARGETS:
+            flat["trainer._target_"] = MOVED_TARGETS[flat["trainer._target_"]]
     absent = "<absent>"
     return [
         f"{k} ({a.get(k, absent)!r} there, {b.get(k, absent)!r} here)"

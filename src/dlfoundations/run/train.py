@@ -1,7 +1,8 @@
 """The spine: compose -> seed -> instantiate data, model, task, trainer -> fit -> test -> results.
 
 ``python src/train.py experiment=memorize`` (or the ``dlf-train`` console script) ends up in
-:func:`cli`; tests and notebooks call :func:`main` with a composed config.
+:func:`cli`; tests and notebooks call :func:`main` with a composed config (the report a single
+run of an experiment ends with is Hydra's job-end callback, dlfoundations.launch.callback.RunReport).
 """
 
 import logging

@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from dlfoundations.errors import UserError
 
 TARGET = "dlfoundations.run.trainer.Trainer"
+# Where a run dir written by an earlier version names the trainer: evaluated and resumed as TARGET.
+MOVED_TARGETS = {"dlfoundations.trainer.Trainer": TARGET}
 FLOAT64 = "64"  # trainer.precision=64-true (or 64): the whole run in float64
 CPU_HINT = "run on CPU with trainer=cpu (or leave trainer.gpus unset)"
 
@@ -30,6 +32,7 @@ def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
     devices=N`` and failing with one clear line when CUDA is missing."""
     kwargs = cast(dict[str, Any], OmegaConf.to_container(trainer_cfg, resolve=True))
     kwargs.setdefault("_target_", TARGET)  # a run config written before the trainer had one
+    kwargs["_target_"] = MOVED_TARGETS.get(kwargs["_target_"], kwargs["_target_"])
     return map_gpus(kwargs.pop("gpus", None), kwargs)
 
 
