@@ -23,7 +23,14 @@ WORKLOADS = {
     "epoch-wise metrics, 25 log-spaced evaluations of 3 sets (MLP 40-100-100-10, double_descent)": ["model.width=100"],
     "epoch-wise metrics, 25 log-spaced evaluations of 3 sets (MLP 40-300-300-10, double_descent)": ["model.width=300"],
 }
-COMMON = ["experiment=double_descent", "test=false", "print_config=false", "logger=csv", "optimized_metric=train/loss"]
+COMMON = [
+    "experiment=double_descent",
+    "test=false",
+    "print_config=false",
+    "logger=csv",
+    "optimized_metric=train/loss",
+    "callbacks.model_checkpoint=null",  # checkpoints are not what this measures (and the runs differ in them)
+]
 WITHOUT = ["data.eval_sets=[]", "callbacks.eval_schedule=null"]
 
 

@@ -5,8 +5,10 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from lightning.pytorch.callbacks import Callback
 
+from dlfoundations.callbacks.eval_schedule import schedule_epochs
 from dlfoundations.config.objects import instantiate_group
 from dlfoundations.run.train import main
 from dlfoundations.run.trainer import build_trainer, trainer_kwargs
@@ -117,26 +119,38 @@ def test_a_sweep_experiment_runs_with_a_callbacks_option(option, tmp_path):
 
 
 class LastCheckpointProbe(Callback):
-    """Records, at the start of each epoch after the first, whether last.ckpt is already there."""
+    """Records, at the start of each epoch after the first, the epoch last.ckpt holds (None: none yet)."""
 
-    seen: list[bool] = []
+    seen: list[int | None] = []
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch > 0:
-            LastCheckpointProbe.seen.append(self.path.is_file())
+            epoch = torch.load(self.path, weights_only=False)["epoch"] if self.path.is_file() else None
+            LastCheckpointProbe.seen.append(epoch)
 
 
 def test_a_double_descent_job_resumes_from_its_last_checkpoint(tmp_path):
     run = ["experiment=double_descent", "data.train_size=200", "data.test_size=100", "model.width=8", "replicas=2"]
     last = tmp_path / "part" / "checkpoints" / "last.ckpt"
-    probed = tmp_path / "probed" / "checkpoints" / "last.ckpt"
-    probe = ["+callbacks.probe._target_=tests.test_configs.LastCheckpointProbe", f"+callbacks.probe.path={probed}"]
+
+    def probe(run_dir: Path) -> list[str]:
+        path = run_dir / "checkpoints" / "last.ckpt"
+        return ["+callbacks.probe._target_=tests.test_configs.LastCheckpointProbe", f"+callbacks.probe.path={path}"]
+
     LastCheckpointProbe.seen = []
-    main(make_cfg([*run, "replicas=1", "trainer.max_epochs=3", *probe], tmp_path / "probed"))
-    assert LastCheckpointProbe.seen == [True, True]  # written after every epoch, not only at the end
+    # Evaluated at epochs 1, 2 and 5: the experiment checkpoints at those (its yaml says why), the
+    # model_checkpoint option by itself after every epoch, also where no evaluation runs.
+    schedule = ["trainer.max_epochs=5", "callbacks.eval_schedule.num=3"]
+    assert schedule_epochs(5, 3) == [1, 2, 5]
+    main(make_cfg([*run, "replicas=1", *schedule, *probe(tmp_path / "as_shipped")], tmp_path / "as_shipped"))
+    assert LastCheckpointProbe.seen == [0, 1, 1, 1]  # 0-based epochs in last.ckpt at the start of epochs 2..5
+    LastCheckpointProbe.seen = []
+    every = "callbacks.model_checkpoint.save_on_train_epoch_end=true"
+    main(make_cfg([*run, "replicas=1", *schedule, *probe(tmp_path / "every"), every], tmp_path / "every"))
+    assert LastCheckpointProbe.seen == [0, 1, 2, 3]  # written after every epoch, not only at the end
     main(make_cfg([*run, "trainer.max_epochs=3"], tmp_path / "part"))
     assert len(list(last.parent.glob("epoch_*.ckpt"))) == 1  # and the newest epoch, no pile-up
     resumed = main(make_cfg([*run, "trainer.max_epochs=4", f"ckpt_path={last}"], tmp_path / "resumed"))
