@@ -42,13 +42,25 @@ def build_replicas(
     """Each replica's datamodule and net, built as its separate run builds them (``weights``
     loaded into each with ``load_weights``); stacked."""
     configs = [replica_config(cfg, k) for k in range(num_replicas(cfg))]
+    datamodule, stacked = build_pack(configs, instantiate, load_weights, weights)
+    seed_run(cfg.seed)
+    return datamodule, stacked, configs
+
+
+def build_pack(
+    configs: list[DictConfig],
+    instantiate: Callable[..., Any],
+    load_weights: Callable[[nn.Module, str], None] | None = None,
+    weights: str | None = None,
+) -> tuple[ReplicatedDataModule, StackedNet]:
+    """The members ``configs`` (seeds, and MLP widths: zero-padded to the widest), each datamodule
+    and net built as its separate run builds them, in the same order; stacked."""
     datamodules, nets = [], []
-    for replica_cfg in configs:
-        seed_run(replica_cfg.seed)
-        datamodules.append(instantiate(replica_cfg.data, "data"))
-        net = instantiate(replica_cfg.model, "model")
+    for member in configs:
+        seed_run(member.seed)
+        datamodules.append(instantiate(member.data, "data"))
+        net = instantiate(member.model, "model")
         if load_weights is not None and weights:
             load_weights(net, weights)
         nets.append(net)
-    seed_run(cfg.seed)
-    return ReplicatedDataModule(datamodules), stack_nets(nets), configs
+    return ReplicatedDataModule(datamodules), stack_nets(nets)

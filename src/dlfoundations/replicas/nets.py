@@ -13,6 +13,15 @@ Two forward implementations, chosen by :func:`stack_nets`: :class:`StackedNet` r
 ``forward`` under :func:`torch.func.vmap` (any architecture); :class:`StackedMLP` runs an
 :class:`~dlfoundations.models.MLP` as batched matrix products (``torch.baddbmm``), several times
 cheaper per step for small widths.
+
+MLPs of different widths stack too (:func:`pad_mlp`): each member is zero-padded to the widest
+member's hidden sizes. A padded unit has zero weights in and out and a zero bias, so its activation
+is ``act(0) = 0`` (ReLU, Tanh, GELU, ...; a sigmoid's 0.5 would leak into the gradients and is
+refused), every gradient that reaches a padded weight is a product with such a zero, and the
+padded entries stay exactly zero under SGD (momentum, weight decay) and Adam/AdamW: each member
+trains exactly as its separate run (the same algorithm; sums over the extra zeros round alike in
+float64). :meth:`StackedNet.replica` and :meth:`StackedNet.replica_state_dict` cut a member back
+to its own shapes.
 """
 
 import copy
@@ -29,7 +38,9 @@ from dlfoundations.models.mlp import MLP
 class StackedNet(nn.Module):
     """``len(nets)`` replicas of one architecture trained side by side (see the module docstring)."""
 
-    def __init__(self, nets: Sequence[nn.Module]) -> None:
+    def __init__(self, nets: Sequence[nn.Module], members: Sequence[nn.Module] | None = None) -> None:
+        """``nets``: one architecture, one shape per tensor; ``members``: the nets as their separate
+        runs have them where ``nets`` are zero-padded copies (:func:`pad_mlp`), else ``nets``."""
         super().__init__()
         if len(nets) < 1:
             raise ValueError("StackedNet needs at least one net")
@@ -48,6 +59,8 @@ class StackedNet(nn.Module):
         # The architecture without storage: functional_call runs it on one replica's tensors. Kept
         # in a list so that it is not a submodule (no parameters, not moved, not saved).
         self._template = [copy.deepcopy(nets[0]).to("meta")]
+        # Each member's own architecture (its shapes), for cutting it out of the stack.
+        self._members = [copy.deepcopy(n).to("meta") for n in (members if members is not None else nets)]
 
     def _owner(self, name: str) -> tuple[nn.Module, str]:
         path, _, leaf = name.rpartition(".")
@@ -75,23 +88,32 @@ class StackedNet(nn.Module):
         if not 0 <= k < self.num_replicas:
             raise IndexError(f"replica {k} does not exist; there are {self.num_replicas} (0..{self.num_replicas - 1})")
         device = next(iter(self.stacked.state_dict().values())).device
-        net = copy.deepcopy(self.template).to_empty(device=device)
-        net.load_state_dict({name: value[k] for name, value in self.stacked.state_dict().items()})
+        net = copy.deepcopy(self._members[k]).to_empty(device=device)
+        net.load_state_dict(self.replica_state_dict(k))
         for mine, theirs in zip(net.modules(), self.stacked.modules()):
             mine.training = theirs.training
         return net
 
     def replica_state_dict(self, k: int) -> dict[str, Tensor]:
-        """Replica ``k``'s state dict with the plain net's keys (what its separate run would save)."""
-        return {name: value[k].detach().clone() for name, value in self.stacked.state_dict().items()}
+        """Replica ``k``'s state dict with the plain net's keys and its own shapes (what its
+        separate run would save; a padded member cut back to its widths)."""
+        shapes = {name: value.shape for name, value in self._members[k].state_dict().items()}
+        return {
+            name: value[k][tuple(slice(0, n) for n in shapes[name])].detach().clone()
+            for name, value in self.stacked.state_dict().items()
+        }
+
+    def member_parameters(self, k: int) -> int:
+        """Member ``k``'s number of parameters (its own, without padding)."""
+        return sum(p.numel() for p in self._members[k].parameters())
 
 
 class StackedMLP(StackedNet):
     """An :class:`~dlfoundations.models.MLP`'s replicas as batched matrix products: each linear layer
     is one ``torch.baddbmm`` over the stacked weights; activations and dropout act elementwise."""
 
-    def __init__(self, nets: Sequence[nn.Module]) -> None:
-        super().__init__(nets)
+    def __init__(self, nets: Sequence[nn.Module], members: Sequence[nn.Module] | None = None) -> None:
+        super().__init__(nets, members)
         assert isinstance(self.stacked, MLP)
         self.layers = list(self.stacked.net)  # the stacked modules, in order (already submodules)
 
@@ -107,10 +129,59 @@ class StackedMLP(StackedNet):
         return x
 
 
+# Activations with act(0) == 0: a zero-padded unit stays silent (see the module docstring).
+ZERO_AT_ZERO = (nn.ReLU, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.SiLU, nn.Identity)
+
+
+def hidden_sizes(net: MLP) -> list[int]:
+    return [m.out_features for m in net.net if isinstance(m, nn.Linear)][:-1]
+
+
+def pad_mlp(net: MLP, sizes: Sequence[int]) -> MLP:
+    """A copy of ``net`` with hidden sizes ``sizes`` (each >= its own): its weights and biases in
+    the leading corner of each layer, zeros elsewhere. Refuses what would not keep the padding
+    silent: an activation with act(0) != 0, dropout (its masks would be drawn over other shapes)."""
+    own = hidden_sizes(net)
+    if len(own) != len(sizes) or any(a > b for a, b in zip(own, sizes)):
+        raise ValueError(f"cannot pad hidden sizes {own} to {list(sizes)}")
+    for layer in net.net:
+        if isinstance(layer, nn.Dropout) or not isinstance(layer, (nn.Linear, nn.Flatten, *ZERO_AT_ZERO)):
+            raise ValueError(
+                f"MLPs of different widths stack only with activations that are 0 at 0 and no dropout; "
+                f"this one has {type(layer).__name__}"
+            )
+    padded = copy.deepcopy(net)
+    linears = [i for i, m in enumerate(padded.net) if isinstance(m, nn.Linear)]
+    widths = [cast(nn.Linear, padded.net[linears[0]]).in_features, *sizes]  # the inputs of each layer
+    for j, i in enumerate(linears):
+        old = cast(nn.Linear, padded.net[i])
+        out = sizes[j] if j < len(sizes) else old.out_features
+        new = nn.Linear(
+            widths[j], out, bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype
+        )
+        with torch.no_grad():
+            new.weight.zero_()
+            new.weight[: old.out_features, : old.in_features] = old.weight
+            if old.bias is not None and new.bias is not None:
+                new.bias.zero_()
+                new.bias[: old.out_features] = old.bias
+        padded.net[i] = new
+    return padded
+
+
 def stack_nets(nets: Sequence[nn.Module]) -> StackedNet:
-    """The stacked form of ``nets`` (replicas of one architecture): batched matrix products for an
-    MLP, :func:`torch.func.vmap` of the net's own forward for anything else."""
+    """The stacked form of ``nets`` (replicas of one architecture, or MLPs that differ only in
+    their widths, zero-padded to the widest): batched matrix products for an MLP,
+    :func:`torch.func.vmap` of the net's own forward for anything else."""
     simple = (nn.Flatten, nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Dropout)
-    if all(type(n) is MLP for n in nets) and all(isinstance(m, simple) for m in cast(MLP, nets[0]).net):
-        return StackedMLP(nets)
+    if all(type(n) is MLP for n in nets):
+        mlps = [cast(MLP, n) for n in nets]
+        sizes = [hidden_sizes(n) for n in mlps]
+        if any(s != sizes[0] for s in sizes):
+            if len({len(s) for s in sizes}) != 1:
+                raise ValueError(f"MLPs of different depths do not stack: hidden sizes {sizes}")
+            widest = [max(column) for column in zip(*sizes)]
+            return StackedMLP([pad_mlp(n, widest) for n in mlps], members=mlps)
+        if all(isinstance(m, simple) for m in mlps[0].net):
+            return StackedMLP(nets)
     return StackedNet(nets)

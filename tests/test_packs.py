@@ -1,0 +1,116 @@
+"""MLPs of different widths in one stack, zero-padded to the widest: each member trains exactly as
+its separate run (float64, within 1e-10: the same algorithm), its padded weights stay exactly
+zero, and what would not keep the padding silent is refused."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlfoundations.models.mlp import MLP
+from dlfoundations.replicas.nets import StackedMLP, stack_nets
+
+ATOL = 1e-10
+WIDTHS, SEEDS = (2, 7, 47), (0, 1)
+OPTIMIZERS = {
+    "sgd_momentum_wd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-3),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+}
+
+
+def _member(width: int, seed: int, **kwargs) -> MLP:
+    torch.manual_seed(seed)
+    return MLP(40, 10, width=width, **kwargs).double()
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_mlps_of_different_widths_train_in_one_stack_exactly_as_alone(optimizer):
+    nets = [_member(w, s) for w in WIDTHS for s in SEEDS]
+    alone = [copy.deepcopy(n) for n in nets]
+    stacked = stack_nets(nets)
+    assert isinstance(stacked, StackedMLP)
+    assert [stacked.member_parameters(k) for k in range(len(nets))] == [
+        sum(p.numel() for p in n.parameters()) for n in nets
+    ]
+    r, steps = len(nets), 12
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(steps, r, 32, 40, generator=g, dtype=torch.float64)  # each member its own batches
+    y = torch.randint(0, 10, (steps, r, 32), generator=g)
+    opt = OPTIMIZERS[optimizer](stacked.parameters())
+    opts = [OPTIMIZERS[optimizer](n.parameters()) for n in alone]
+    for step in range(steps):
+        out = stacked(x[step])
+        assert out.shape == (r, 32, 10)
+        for k in range(r):  # the same forward as the member's own, before this step
+            assert (out[k] - alone[k](x[step, k])).abs().max().item() <= ATOL
+        opt.zero_grad()
+        sum(F.cross_entropy(out[k], y[step, k]) for k in range(r)).backward()
+        opt.step()
+        for k in range(r):
+            opts[k].zero_grad()
+            F.cross_entropy(alone[k](x[step, k]), y[step, k]).backward()
+            opts[k].step()
+    for k in range(r):
+        mine, theirs = stacked.replica_state_dict(k), alone[k].state_dict()
+        assert mine.keys() == theirs.keys()
+        worst = max((mine[n] - theirs[n]).abs().max().item() for n in theirs)
+        assert worst <= ATOL, f"member {k} (width {WIDTHS[k // 2]}): max abs diff {worst}"
+        member = stacked.replica(k)  # cut out: a net of the member's own widths
+        assert [m.weight.shape for m in member.net if isinstance(m, torch.nn.Linear)] == [
+            m.weight.shape for m in alone[k].net if isinstance(m, torch.nn.Linear)
+        ]
+        assert (member(x[0, k]) - alone[k](x[0, k])).abs().max().item() <= ATOL
+    # Padded entries: exactly zero after training, weights and biases alike.
+    for name, value in stacked.stacked.state_dict().items():
+        for k in range(r):
+            own = alone[k].state_dict()[name].shape
+            mask = torch.ones_like(value[k], dtype=torch.bool)
+            mask[tuple(slice(0, n) for n in own)] = False
+            assert int((value[k][mask] != 0).sum()) == 0, f"{name}, member {k}: padding became non-zero"
+
+
+def test_what_would_not_keep_the_padding_silent_is_refused():
+    with pytest.raises(ValueError, match="0 at 0 and no dropout; this one has Sigmoid"):
+        stack_nets([_member(2, 0, activation="sigmoid"), _member(7, 0, activation="sigmoid")])
+    with pytest.raises(ValueError, match="different depths"):
+        stack_nets([_member(2, 0, depth=1), _member(7, 0, depth=2)])
+    same = stack_nets([_member(7, 0, activation="sigmoid"), _member(7, 1, activation="sigmoid")])
+    assert isinstance(same, StackedMLP)  # one width: nothing padded, any activation
+
+
+def test_a_pack_of_widths_and_seeds_trains_each_member_as_its_separate_run(tmp_path):
+    # The project's own training step (ClassificationModule, per-member data, label noise per seed)
+    # on a pack of MNIST-1D MLPs: widths 2 and 7, seeds 0 and 1.
+    from dlfoundations.config.objects import instantiate
+    from dlfoundations.replicas.build import build_pack
+    from dlfoundations.run.train import main
+    from dlfoundations.run.trainer import build_trainer, match_precision, trainer_kwargs
+    from tests.helpers import MLP as RUN
+    from tests.helpers import make_cfg
+
+    run = [*RUN, "trainer.precision=64-true", "optimizer.momentum=0.9", "optimizer.weight_decay=1e-3"]
+    members = [(w, s) for w in (2, 7) for s in (0, 1)]
+    configs = [make_cfg([*run, f"model.width={w}", f"seed={s}"], tmp_path / f"w{w}_s{s}") for w, s in members]
+    datamodule, stacked = build_pack(configs, instantiate)
+    args = trainer_kwargs(configs[0].trainer)
+    task = instantiate(configs[0].task, "task", net=match_precision(stacked, args), replicas=len(members))
+    trainer = build_trainer({**args, "enable_checkpointing": False}, callbacks=[], logger=False)
+    trainer.fit(task, datamodule=datamodule)
+    packed = {k: float(v) for k, v in trainer.callback_metrics.items()}  # as train.py reads them
+    trainer.test(task, datamodule=datamodule, verbose=False)
+    packed.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    for k, (width, seed) in enumerate(members):
+        alone = main(make_cfg([*run, f"model.width={width}", f"seed={seed}"], tmp_path / f"alone{k}"))
+        state = torch.load(tmp_path / f"alone{k}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        compared = [n for n in alone["metrics"] if n.split("/")[0] in ("train", "test", "train_eval")]
+        assert len(compared) >= 6, compared  # loss and accuracy of each
+        for name in compared:
+            assert abs(packed[f"replica_{k}/{name}"] - alone["metrics"][name]) <= ATOL, (
+                f"width {width} seed {seed}: {name}"
+            )
+        mine = stacked.replica_state_dict(k)
+        worst = max((mine[n.removeprefix("net.")] - v).abs().max().item() for n, v in state.items())
+        assert worst <= ATOL, f"width {width} seed {seed}: weights differ by {worst}"
+        assert alone["num_params"] == stacked.member_parameters(k)
