@@ -156,9 +156,7 @@ def pad_mlp(net: MLP, sizes: Sequence[int]) -> MLP:
     for j, i in enumerate(linears):
         old = cast(nn.Linear, padded.net[i])
         out = sizes[j] if j < len(sizes) else old.out_features
-        new = nn.Linear(
-            widths[j], out, bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype
-        )
+        new = nn.Linear(widths[j], out, bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype)
         with torch.no_grad():
             new.weight.zero_()
             new.weight[: old.out_features, : old.in_features] = old.weight
