@@ -55,9 +55,10 @@ def noise_sweep(root, noises=(0.0, 0.1, 0.2)):
     return root
 
 
-def captured_legend(monkeypatch):
+def captured_legend(monkeypatch, axis_labels: list | None = None):
     """Legend texts of summary.png, the first figure the summary draws (read before it is closed;
-    later figures, such as Zhang's for a label-noise sweep, are not summary.png)."""
+    later figures, such as Zhang's for a label-noise sweep, are not summary.png); its (x, y) axis
+    labels into ``axis_labels``."""
     texts = []
     real_close = plt.close
     seen = []
@@ -66,6 +67,8 @@ def captured_legend(monkeypatch):
         if not seen:
             for ax in fig.axes:
                 texts.extend(t.get_text() for t in ax.get_legend().get_texts())
+                if axis_labels is not None:
+                    axis_labels.append((ax.get_xlabel(), ax.get_ylabel()))
         seen.append(fig)
         real_close(fig)
 
@@ -74,11 +77,13 @@ def captured_legend(monkeypatch):
 
 
 def test_x_is_the_swept_setting_when_num_params_is_constant(tmp_path, monkeypatch):
-    legend = captured_legend(monkeypatch)
+    axes: list = []
+    legend = captured_legend(monkeypatch, axes)
     summary = write_summary(noise_sweep(tmp_path / "noise"), y=["test/err"])
     assert summary["x"] == "data.label_noise"
     assert (tmp_path / "noise" / "summary.png").read_bytes()[:4] == b"\x89PNG"
-    assert legend == ["test/err"]
+    assert legend == ["test error"]  # words, not metric keys
+    assert axes == [("label noise", "test error")]
     # Widths that change the parameter count keep num_params as x.
     for i, width in enumerate((4, 8)):
         make_job(tmp_path / "width", i, [f"model.width={width}"], {"test/acc": 0.5}, num_params=100 * width)
@@ -96,7 +101,7 @@ def test_group_values_come_from_the_runs_config_never_none(tmp_path, monkeypatch
     rows, _ = collect(sweep, keys=("data.batch_size",))
     assert [str(r["data.batch_size"]) for r in rows] == ["50", "50", "100", "100", "100"]
     write_summary(sweep, y=["test/err"], group_by="data.batch_size")
-    assert legend == ["test/err (data.batch_size=50)", "test/err (data.batch_size=100)"]
+    assert legend == ["test error (data.batch_size = 50)", "test error (data.batch_size = 100)"]
     assert not any("None" in text for text in legend)
 
 

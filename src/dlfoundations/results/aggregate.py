@@ -19,6 +19,7 @@ from dlfoundations.config.overrides import override_values
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import collect, config_value, read_overrides, to_float, with_errors
 from dlfoundations.record.jobs import read_record
+from dlfoundations.results.words import words
 
 BANDS = ("std", "ci95", "none")
 BAND_LABEL = {"std": "band: mean ± std over seeds", "ci95": "band: 95% CI of the mean over seeds", "none": ""}
@@ -201,15 +202,15 @@ def plot_bars(
             width=width,
             yerr=errs,
             capsize=3,
-            label=metric,
+            label=words(metric),
             color=f"C{i}",
         )
     ax.set_xticks(range(len(agg)))
     ax.set_xticklabels(labels, fontsize=8)
-    ax.set_xlabel(" / ".join(group_keys))
+    ax.set_xlabel(" / ".join(words(k) for k in group_keys))
     if logy:
         ax.set_yscale("log")
-    ax.set_ylabel(ylabel or ", ".join(metrics))
+    ax.set_ylabel(ylabel or ", ".join(words(m) for m in metrics))
     counts = sorted({int(row["count"]) for row in agg})
     note = f"; {BAND_LABEL[band]} (n = {', '.join(map(str, counts))})" if max(counts) > 1 and band != "none" else ""
     ax.set_title(f"{title}{note}", fontsize=10)

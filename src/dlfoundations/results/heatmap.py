@@ -15,13 +15,9 @@ from dlfoundations.atomic import atomic_write_figure
 from dlfoundations.config.overrides import override_values
 from dlfoundations.record.collect import config_value, job_dirs, read_history, read_overrides, to_float
 from dlfoundations.results.aggregate import varying_keys
+from dlfoundations.results.words import words
 
 ERRORS = ("test/err", "train_eval/err", "train_clean/err")
-TITLES = {
-    "test/err": "test error",
-    "train_eval/err": "train error (noisy labels)",
-    "train_clean/err": "train error (clean labels)",
-}
 
 
 def epoch_grid(sweep_dir: str | Path, x_key: str, replicate_keys: Sequence[str] = ("seed",)) -> dict[tuple, Any]:
@@ -95,15 +91,15 @@ def write_heatmaps(
             mesh = ax.pcolormesh(
                 grid["epochs"], grid["widths"], grid["errors"][metric], shading="nearest", cmap="viridis", vmin=0.0
             )
-            fig.colorbar(mesh, ax=ax, label=TITLES[metric])
+            fig.colorbar(mesh, ax=ax, label=words(metric))
             ax.set_xscale("log")
             if grid["widths"][-1] / max(grid["widths"][0], 1e-12) > 20:
                 ax.set_yscale("log")
             if threshold:
                 ax.axhline(threshold["x"], color="w", linestyle=":", linewidth=1.2)
             ax.set_xlabel("epoch (evaluated epochs, log scale)")
-            ax.set_ylabel(x_key)
-            ax.set_title(f"{TITLES[metric]}{' (' + label + ')' if label else ''}", fontsize=9)
+            ax.set_ylabel(words(x_key))
+            ax.set_title(f"{words(metric)}{' (' + label + ')' if label else ''}", fontsize=9)
         fig.tight_layout()
         written[f"heatmap{suffix}.png"] = _save(fig, sweep_dir / f"heatmap{suffix}.png")
         widest = len(grid["widths"]) - 1
@@ -111,7 +107,7 @@ def write_heatmaps(
         for i, (metric, matrix) in enumerate(grid["errors"].items()):
             points = [(e, v) for e, v in zip(grid["epochs"], matrix[widest]) if not math.isnan(v)]
             if points:
-                ax.plot(*zip(*points), marker="o", markersize=3, color=f"C{i}", label=TITLES[metric])
+                ax.plot(*zip(*points), marker="o", markersize=3, color=f"C{i}", label=words(metric))
         ax.set_xscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("error")

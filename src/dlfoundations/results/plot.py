@@ -6,6 +6,7 @@ from typing import Any
 
 from dlfoundations.atomic import atomic_write_figure
 from dlfoundations.record.collect import to_float
+from dlfoundations.results.words import words
 
 
 def group_value(value: Any) -> float | int | str:
@@ -63,9 +64,9 @@ def plot_summary(
             points = sorted((a, b) for a, b in raw if a is not None and b is not None)
             if not points:
                 continue
-            label = labels[i] if labels and i < len(labels) else metric
-            if group_by:
-                label = f"{label} ({group_by}={g})"
+            label = labels[i] if labels and i < len(labels) else words(metric)
+            if group_by and len(groups) > 1:  # one group: its value is in the title instead
+                label = f"{label} ({words(group_by)} = {g})"
             # Colour = metric, line style = group: curves of one metric stay recognisable.
             curves.append((points, dict(label=label, color=f"C{i}", linestyle=("-", "--", ":", "-.")[g_index % 4])))
     if not curves:
@@ -77,9 +78,10 @@ def plot_summary(
         ax.set_xscale("log")
     if log_axes[1]:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or ", ".join(y))
-    note = f" ({len(failed)} failed job(s) not shown)" if failed else ""
+    ax.set_xlabel(xlabel or words(x))
+    ax.set_ylabel(ylabel or ", ".join(words(m) for m in y))
+    note = f" ({words(group_by)} = {groups[0]})" if group_by and len(groups) == 1 else ""
+    note += f" ({len(failed)} failed job(s) not shown)" if failed else ""
     if replicates > 1 and band != "none":
         note += f"\n{BAND_LABEL[band]} (up to {replicates} per point)"
     ax.set_title(title + note)

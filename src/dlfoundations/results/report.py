@@ -30,6 +30,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.record.collect import config_value, to_float
 from dlfoundations.results.aggregate import job_overrides, load_rows, mean_std_ci, plot_band, value_of, varying_keys
 from dlfoundations.results.threshold import find_peak
+from dlfoundations.results.words import words
 
 PASS, FAIL, MISSING = "within tolerance", "OUT OF TOLERANCE", "not measured"
 
@@ -312,8 +313,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
             ax.plot([], [], "*", color="C3", label="published peak")
         if report["logx"] and curve["x"]:
             ax.set_xscale("log")
-        ax.set_xlabel(curve["x"] or "(single run)")
-        ax.set_ylabel(curve.get("metric", ""))
+        ax.set_xlabel(words(curve["x"]) if curve["x"] else "(single run)")
+        ax.set_ylabel(words(curve.get("metric", "")))
         ax.set_title(f"{curve['name']}\n{panel_verdict(curve['checks'])}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

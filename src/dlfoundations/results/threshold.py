@@ -12,6 +12,7 @@ from typing import Any
 
 from dlfoundations.atomic import atomic_write_json
 from dlfoundations.record.collect import config_value, to_float
+from dlfoundations.results.words import words
 
 
 def _point(x: float, num_params: float | None, train_size: int | None, **values: float) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def mark_thresholds(ax: Any, results: Sequence[dict[str, Any]], x: str) -> None:
             color="grey",
             linestyle=":",
             linewidth=1.2,
-            label=f"interpolation threshold ({result['train_metric']} <= {result['epsilon']:g}"
+            label=f"interpolation threshold ({words(result['train_metric'])} <= {result['epsilon']:g}"
             f"{'; ' + curve if curve else ''})"
             if i < 4
             else None,

@@ -17,6 +17,7 @@ from dlfoundations.atomic import atomic_write_csv, atomic_write_figure
 from dlfoundations.record.collect import config_value, to_float
 from dlfoundations.record.jobs import read_record
 from dlfoundations.results.aggregate import mean_std_ci
+from dlfoundations.results.words import words
 
 
 def train_accuracy_per_epoch(job_dir: str | Path, metric: str = "train_eval/acc") -> list[tuple[int, float]]:
@@ -81,7 +82,7 @@ def write_zhang(
         return {}
     columns = list(dict.fromkeys(k for row in table for k in row))
     atomic_write_csv(sweep_dir / "zhang.csv", table, columns)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)  # one corruption axis
     for ax, name, ylabel in (
         (axes[0], "test/err", "test error (true labels)"),
         (axes[1], "epochs_to_fit", f"epochs to fit (train_eval/acc >= {fit_threshold:g})"),
@@ -93,7 +94,7 @@ def write_zhang(
         unfitted = [r[noise_key] for r in table if r["jobs_not_fitted"] and name == "epochs_to_fit"]
         if unfitted:
             ax.set_title(f"not fitted within the run at: {', '.join(f'{u:g}' for u in unfitted)}", fontsize=8)
-        ax.set_xlabel(f"label corruption ({noise_key})")
+        ax.set_xlabel(words(noise_key))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     fig.suptitle("Zhang et al. 2017: fitting random labels (error bars: std over seeds)", fontsize=10)
