@@ -136,3 +136,28 @@ def test_figure_panels_never_call_unmeasured_checks_within_tolerance():
     assert panel_verdict([{"verdict": MISSING}, {"verdict": MISSING}]) == "not measured"
     assert panel_verdict([{"verdict": PASS}, {"verdict": MISSING}]) == "all measured within tolerance, 1 not measured"
     assert panel_verdict([{"verdict": FAIL}, {"verdict": PASS}]) == "1 out of tolerance"
+
+
+def test_a_single_runs_report_figure_puts_measured_beside_published_and_keeps_the_whole_source(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    source = "Zhang et al. 2017, Understanding deep learning requires rethinking generalization; " * 2
+    ref = {
+        "source": source,
+        "curves": [{"name": "test", "metric": "test/acc", "tolerance": 0.02, "points": [{"y": 0.1}]}],
+    }
+    run = write_job(tmp_path / "run", {}, {"test/acc": 0.11}, 100, {"reference": ref})
+    drawn = {}
+    real_close = plt.close
+
+    def close(fig=None):
+        if fig is not None and not drawn:  # report.png: what a reader sees on it
+            (ax,) = fig.axes
+            drawn["ticks"] = [t.get_text() for t in ax.get_xticklabels()]
+            drawn["title"] = " ".join(fig.get_suptitle().split())  # wrapped over lines, not cut
+        real_close(fig)
+
+    monkeypatch.setattr(plt, "close", close)
+    write_report(run)
+    assert drawn["ticks"] == ["measured", "published"]  # not a numeric axis around 0
+    assert drawn["title"].endswith(" ".join(source.split()))  # the whole source, 170 characters

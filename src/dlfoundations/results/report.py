@@ -22,6 +22,7 @@ into the run or sweep dir.
 """
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -293,11 +294,12 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     for ax, curve in zip(axes[0], curves):
         spec = ref_curves.get(curve["name"])
         measured = measured_curve(base, report["_rows"], spec) if spec else {}
+        single = not curve["x"]  # a curve of one run: measured and published side by side, no x axis
         pts = [(x if x is not None else 0.0, v) for x, vs in measured.items() for v in vs]
         if pts:
             plot_band(ax, pts, "std", label="measured (mean ± std)", color="C0")
         for ch in curve["checks"]:
-            x = ch["x"] if ch["x"] is not None else 0.0
+            x = 1.0 if single else ch["x"] if ch["x"] is not None else 0.0
             color = {"point": "k", "peak": "C3"}[ch["kind"]]
             ax.errorbar(
                 [x],
@@ -313,12 +315,16 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
             ax.plot([], [], "*", color="C3", label="published peak")
         if report["logx"] and curve["x"]:
             ax.set_xscale("log")
-        ax.set_xlabel(words(curve["x"]) if curve["x"] else "(single run)")
+        if single:
+            ax.set_xticks([0.0, 1.0], ["measured", "published"])
+            ax.set_xlim(-0.6, 1.6)
+        else:
+            ax.set_xlabel(words(curve["x"]))
         ax.set_ylabel(words(curve.get("metric", "")))
         ax.set_title(f"{curve['name']}\n{panel_verdict(curve['checks'])}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{report['task_name'] or ''} vs {report['source']}"[:120], fontsize=9)
+    fig.suptitle(textwrap.fill(f"{report['task_name'] or ''} vs {report['source']}", 40 * len(curves)), fontsize=9)
     fig.tight_layout()
     atomic_write_figure(fig, path)
     return Path(path)
