@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import pytest
 
@@ -90,3 +91,16 @@ def test_a_schedule_without_eval_sets_refuses_in_one_line(tmp_path):
     )
     with pytest.raises(UserError, match="callbacks.eval_schedule has nothing to evaluate"):
         main(cfg)
+
+
+def test_heatmap_cells_are_centred_on_the_swept_values():
+    from dlfoundations.results.heatmap import cell_edges
+
+    widths = [2, 3, 16, 64, 300]
+    edges = cell_edges(widths, log=True)  # log axis: borders halfway between neighbours in log space
+    assert edges[1:-1] == pytest.approx([math.sqrt(a * b) for a, b in zip(widths, widths[1:])], rel=1e-12)
+    assert all(lo < w < hi for lo, w, hi in zip(edges, widths, edges[1:]))  # 64's cell: 32 to 139, not 40-88
+    for w, lo, hi in ((widths[0], edges[0], edges[1]), (widths[-1], edges[-2], edges[-1])):
+        assert math.sqrt(lo * hi) == pytest.approx(w, rel=1e-12)  # the outer cells centred on their value
+    lin = cell_edges([0.0, 0.1, 0.3], log=False)
+    assert lin == pytest.approx([-0.05, 0.05, 0.2, 0.4], abs=1e-12)

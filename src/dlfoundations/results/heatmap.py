@@ -20,6 +20,19 @@ from dlfoundations.results.words import words
 ERRORS = ("test/err", "train_eval/err", "train_clean/err")
 
 
+def cell_edges(values: Sequence[float], log: bool) -> list[float]:
+    """Edges of heatmap cells centred on the sorted ``values`` (geometric midpoints on a log axis,
+    arithmetic ones on a linear axis; the outer cells as wide as their neighbours)."""
+    v = [float(x) for x in values]
+    if len(v) == 1:
+        return [v[0] / 2, v[0] * 2] if log else [v[0] - 0.5, v[0] + 0.5]
+    if log:
+        mids = [math.sqrt(a * b) for a, b in zip(v, v[1:])]
+        return [v[0] ** 2 / mids[0], *mids, v[-1] ** 2 / mids[-1]]
+    mids = [(a + b) / 2 for a, b in zip(v, v[1:])]
+    return [2 * v[0] - mids[0], *mids, 2 * v[-1] - mids[-1]]
+
+
 def epoch_grid(sweep_dir: str | Path, x_key: str, replicate_keys: Sequence[str] = ("seed",)) -> dict[tuple, Any]:
     """Per curve (values of the swept keys other than ``x_key`` and the replicate keys): the sorted
     widths, the sorted epochs and ``{metric: matrix[width][epoch]}`` (mean over seeds, NaN where
@@ -87,13 +100,19 @@ def write_heatmaps(
             ),
             None,
         )
+        log_widths = grid["widths"][0] > 0 and grid["widths"][-1] / grid["widths"][0] > 4
         for ax, metric in zip(axes[0], metrics):
             mesh = ax.pcolormesh(
-                grid["epochs"], grid["widths"], grid["errors"][metric], shading="nearest", cmap="viridis", vmin=0.0
+                cell_edges(grid["epochs"], log=True),
+                cell_edges(grid["widths"], log=log_widths),
+                grid["errors"][metric],
+                shading="flat",
+                cmap="viridis",
+                vmin=0.0,
             )
             fig.colorbar(mesh, ax=ax, label=words(metric))
             ax.set_xscale("log")
-            if grid["widths"][-1] / max(grid["widths"][0], 1e-12) > 20:
+            if log_widths:
                 ax.set_yscale("log")
             if threshold:
                 ax.axhline(threshold["x"], color="w", linestyle=":", linewidth=1.2)
