@@ -15,19 +15,26 @@ label noise, SGD with momentum, batch 100, 40 steps per Lightning call):
   ``--keep DIR`` keeps the sweep dir (summary.png: the 5-seed banded figure).
 
 - ``gpu`` (on a GPU machine only): throughput (seeds x steps / s) of R = 8 over R = 1 at width 47.
+- ``packs``: the 12 widths 2..47 of the grid x 5 seeds as ONE job (``replicas=5 pack_widths=[...]``,
+  60 MLPs zero-padded to width 47, one process) over the same as a ``replicas=5`` sweep of 12 jobs
+  (the local launcher's 2 processes), both without per-epoch evaluation, in the same run. Every
+  member's first-epoch training loss must equal its job's replica (within 1e-4, relative).
 
-    python -m benchmarks.replicas [--quick] [--part ratios|sweep|all|gpu] [--keep DIR]
+    python -m benchmarks.replicas [--quick] [--part ratios|sweep|all|gpu|packs] [--keep DIR]
 """
 
 import argparse
 import csv
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from benchmarks.sweep_fit import _hand_job, _hand_sweep, _sweep_params, launch_sweep
+from benchmarks.sweep_fit import REPO, _hand_job, _hand_sweep, _sweep_params, launch_sweep
 
 NO_EVAL = ["data.eval_sets=[]", "callbacks.eval_schedule=null"]
 
@@ -137,6 +144,65 @@ def sweep_rows(quick: bool, data_dir: str, keep: str | None) -> list[tuple]:
     return [(name, hand_wall, project_wall, ratio, "report" if quick else "<= 2.5", quick or ratio <= 2.5)]
 
 
+SMALL = [47, 36, 27, 21, 16, 12, 9, 7, 5, 4, 3, 2]  # the grid's widths <= 47: compute of microseconds
+
+
+def _first_losses(results: list[Path]) -> dict[tuple[int, int], float]:
+    """(width, seed) -> the first epoch's training loss of each replica (its job's metrics.csv)."""
+    first = {}
+    for path in results:
+        data = json.loads(path.read_text())
+        k = data["replica"]["index"]
+        with open(path.parent.parent / "metrics.csv") as f:
+            losses = [row[f"replica_{k}/train/loss"] for row in csv.DictReader(f) if row["epoch"] == "0"]
+        first[(int(data["width"]), int(data["seed"]))] = float(next(v for v in losses if v))
+    return first
+
+
+def pack_rows(quick: bool, data_dir: str) -> list[tuple]:
+    epochs, seeds = (20 if quick else 500), 5
+    widths = ",".join(map(str, SMALL))
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep_wall, proc = launch_sweep(
+            epochs, Path(tmp) / "sweep", data_dir, f"replicas={seeds}", f"model.width={widths}"
+        )
+        swept = list((Path(tmp) / "sweep").glob("double_descent/multiruns/*/*/replica_*/results.json"))
+        if proc.returncode != 0 or len(swept) != seeds * len(SMALL):
+            raise RuntimeError(f"replicas sweep: exit {proc.returncode}, {len(swept)} results\n{proc.stderr[-3000:]}")
+        cmd = [
+            sys.executable,
+            "src/train.py",
+            "experiment=double_descent",
+            *NO_EVAL,
+            f"trainer.max_epochs={epochs}",
+            f"paths.log_dir={Path(tmp) / 'pack'}",
+            f"replicas={seeds}",
+            f"pack_widths=[{widths}]",
+            "print_config=false",
+        ]
+        start = time.perf_counter()
+        proc = subprocess.run(
+            cmd, cwd=REPO, env={**os.environ, "DLF_DATA_DIR": data_dir}, capture_output=True, text=True
+        )
+        pack_wall = time.perf_counter() - start
+        packed = list((Path(tmp) / "pack").glob("double_descent/runs/*/replica_*/results.json"))
+        if proc.returncode != 0 or len(packed) != seeds * len(SMALL):
+            raise RuntimeError(f"pack job: exit {proc.returncode}, {len(packed)} results\n{proc.stderr[-3000:]}")
+        a, b = _first_losses(swept), _first_losses(packed)
+    drift = {key: abs(a[key] - b[key]) / max(abs(a[key]), 1e-3) for key in a}
+    worst = max(drift, key=lambda key: drift[key])
+    print(
+        f"first-epoch train loss, pack vs replicas sweep: max relative difference {drift[worst]:.1e}", file=sys.stderr
+    )
+    if drift[worst] > 1e-4 or a.keys() != b.keys():
+        raise RuntimeError(f"(width, seed) {worst}: first-epoch loss {a[worst]} in the sweep, {b[worst]} packed")
+    name = (
+        f"packs: MNIST-1D double descent, widths 2..47 ({len(SMALL)}) x {seeds} seeds x {epochs} epochs, one job "
+        f"(pack_widths, 1 process) / a replicas={seeds} sweep of {len(SMALL)} jobs (2 processes)"
+    )
+    return [(name, sweep_wall, pack_wall, pack_wall / sweep_wall, "report", True)]
+
+
 def run(quick: bool = False, part: str = "all", keep: str | None = None) -> list[tuple]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = str(Path(tmp) / "data")
@@ -148,13 +214,17 @@ def run(quick: bool = False, part: str = "all", keep: str | None = None) -> list
             rows += sweep_rows(quick, data_dir, keep)
         if part == "gpu":
             rows += gpu_rows(quick, data_dir)
+        if part == "packs":
+            rows += pack_rows(quick, data_dir)
     return rows
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs (a smoke run)")
-    parser.add_argument("--part", choices=["ratios", "sweep", "all", "gpu"], default="all", help="gpu: needs CUDA")
+    parser.add_argument(
+        "--part", choices=["ratios", "sweep", "all", "gpu", "packs"], default="all", help="gpu: needs CUDA"
+    )
     parser.add_argument("--keep", help="copy the replicated sweep dir (its summary.png) here")
     args = parser.parse_args()
     for row in run(args.quick, args.part, args.keep):

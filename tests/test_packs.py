@@ -3,6 +3,7 @@ its separate run (float64, within 1e-10: the same algorithm), its padded weights
 zero, and what would not keep the padding silent is refused."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -114,3 +115,77 @@ def test_a_pack_of_widths_and_seeds_trains_each_member_as_its_separate_run(tmp_p
         worst = max((mine[n.removeprefix("net.")] - v).abs().max().item() for n, v in state.items())
         assert worst <= ATOL, f"width {width} seed {seed}: weights differ by {worst}"
         assert alone["num_params"] == stacked.member_parameters(k)
+
+
+def test_a_job_with_pack_widths_writes_each_member_as_its_separate_run(tmp_path):
+    import json
+
+    import yaml
+
+    from dlfoundations.run.train import main
+    from tests.helpers import MLP as RUN
+    from tests.helpers import make_cfg
+
+    run = [*RUN, "trainer.precision=64-true", "optimizer=adam", "optimizer.lr=0.01"]
+    packed = main(make_cfg([*run, "seed=3", "replicas=2", "pack_widths=[7,2]"], tmp_path / "pack"))
+    stacked = torch.load(tmp_path / "pack" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    members = [(7, 3), (7, 4), (2, 3), (2, 4)]  # widths outer, seeds inner
+    assert [(r["width"], r["seed"]) for r in packed["replicas"]] == members
+    for k, (width, seed) in enumerate(members):
+        folder = tmp_path / "pack" / f"replica_{k}"
+        mine = json.loads((folder / "results.json").read_text())
+        alone = main(make_cfg([*run, f"seed={seed}", f"model.width={width}"], tmp_path / f"alone{k}"))
+        overrides = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
+        assert {f"seed={seed}", f"model.width={width}"} <= set(overrides)  # what its separate run is
+        assert [o for o in overrides if o.startswith(("pack_widths", "model.width", "seed"))] == sorted(
+            [f"model.width={width}", f"seed={seed}"]
+        )
+        assert (mine["seed"], mine["width"], mine["num_params"]) == (seed, width, alone["num_params"])
+        assert set(mine["metrics"]) == set(alone["metrics"])
+        for name, value in alone["metrics"].items():
+            assert abs(mine["metrics"][name] - value) <= ATOL, f"member {k} ({width}, {seed}): {name}"
+        state = torch.load(tmp_path / f"alone{k}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for key, value in state.items():
+            padded = stacked["net.stacked." + key.removeprefix("net.")][k]
+            assert (padded[tuple(slice(0, n) for n in value.shape)] - value).abs().max().item() <= ATOL, key
+            rest = padded.clone()
+            rest[tuple(slice(0, n) for n in value.shape)] = 0
+            assert int((rest != 0).sum()) == 0, f"{key}: padding of member {k} became non-zero"
+
+
+def test_pack_widths_refuses_what_cannot_be_padded_in_one_line(tmp_path):
+    from dlfoundations.errors import UserError
+    from dlfoundations.run.train import main
+    from tests.helpers import MLP as RUN
+    from tests.helpers import make_cfg
+
+    cases = {
+        "model.activation=sigmoid": "model.activation=sigmoid is not 0 at 0",
+        "model=cnn1d": "only an MLP (model=mlp) trains its widths zero-padded",
+    }
+    for override, message in cases.items():
+        with pytest.raises(UserError, match=re.escape(message)):
+            main(make_cfg([*RUN, "pack_widths=[2,7]", override], tmp_path / override))
+    with pytest.raises(UserError, match=r"must be distinct integers >= 1"):
+        main(make_cfg([*RUN, "pack_widths=[2,2]"], tmp_path / "dup"))
+
+
+def test_a_sweep_summary_reads_a_pack_job_as_its_widths_and_seeds(tmp_path):
+    import yaml
+
+    from dlfoundations.record.collect import collect
+    from dlfoundations.results.aggregate import write_aggregate
+    from dlfoundations.run.train import main
+    from tests.helpers import MLP as RUN
+    from tests.helpers import make_cfg
+
+    job = tmp_path / "sweep" / "0"  # the job dir of a multirun's only job
+    main(make_cfg([*RUN, "replicas=2", "pack_widths=[7,2]", "trainer.max_epochs=1"], job))
+    (job / ".hydra").mkdir(exist_ok=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["pack_widths=[7,2]", "replicas=2"]))
+    rows, failed = collect(tmp_path / "sweep")
+    assert failed == []
+    assert [(str(r["model.width"]), str(r["seed"])) for r in rows] == [("7", "0"), ("7", "1"), ("2", "0"), ("2", "1")]
+    agg, keys = write_aggregate(tmp_path / "sweep", rows)
+    assert keys == ["model.width"]  # seeds pooled, one point per width
+    assert sorted((str(a["model.width"]), a["count"]) for a in agg) == [("2", 2), ("7", 2)]

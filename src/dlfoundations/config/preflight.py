@@ -36,6 +36,7 @@ from dlfoundations.config.objects import instantiate
 from dlfoundations.config.schemas import HYDRA_KEYS, constructor_arguments
 from dlfoundations.data.base import EVAL_SETS
 from dlfoundations.errors import UserError
+from dlfoundations.replicas.build import num_replicas, pack_widths
 
 
 def preflight(cfg: DictConfig) -> None:
@@ -66,7 +67,11 @@ def check_monitors(cfg: DictConfig) -> None:
 def check_memory(cfg: DictConfig) -> None:
     """Refuse, naming the estimate, a run whose lower-bound memory need (:mod:`dlfoundations.config.sizing`)
     exceeds the free memory of its device: it would thrash or be killed after minutes."""
-    replicas = int(cfg.get("replicas") or 1)
+    replicas, widths = num_replicas(cfg), pack_widths(cfg)
+    if widths:  # every member padded to the widest
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            cfg.model.width = max(widths)
     size = sizing.estimate(cfg, replicas)
     room = sizing.available_bytes(str(cfg.trainer.get("accelerator", "auto")))
     if size is None or room is None or sizing.fits(size["bytes"], room[0]):

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Mo
 from omegaconf import DictConfig
 
 from dlfoundations.errors import UserError
+from dlfoundations.models.mlp import MLP
 
 ELEMENTWISE_OPTIMIZERS: tuple[type, ...] = (
     torch.optim.SGD,
@@ -45,11 +46,32 @@ def supports_replicas(cls: type | None) -> bool:
     return cls is not None and bool(getattr(cls, "supports_replicas", False))
 
 
+def check_pack_widths(cfg: DictConfig, widths: list[Any]) -> None:
+    """``pack_widths``: positive widths, and a model whose members stay exact when zero-padded to
+    the widest (an MLP whose activation is 0 at 0: relu, tanh)."""
+    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths) or len(set(widths)) != len(widths):
+        raise UserError(f"pack_widths={widths} must be distinct integers >= 1")
+    if target_class(cfg.model, "model") is not MLP:
+        raise UserError(
+            f"pack_widths: only an MLP (model=mlp) trains its widths zero-padded in one stack, not "
+            f"{cfg.model.get('_target_')}; sweep model.width=... as separate jobs (replicas=R for the seeds)"
+        )
+    if cfg.model.get("activation", "relu") not in ("relu", "tanh"):
+        raise UserError(
+            f"pack_widths: model.activation={cfg.model.activation} is not 0 at 0, so zero-padded units would "
+            "not stay silent; use relu or tanh, or sweep model.width=... as separate jobs"
+        )
+
+
 def check_replicable(cfg: DictConfig, trainer_args: dict[str, Any]) -> None:
     """One line for each thing that would couple the replicas or that replicas cannot do."""
     replicas = cfg.get("replicas", 1)
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise UserError(f"replicas={replicas!r} must be an integer >= 1")
+    widths = list(cfg.get("pack_widths") or [])
+    if widths:
+        check_pack_widths(cfg, widths)
+        replicas *= len(widths)
     if replicas == 1:
         return
     hint = "; use replicas=1 (and seed=... per job) for this"

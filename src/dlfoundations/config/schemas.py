@@ -202,6 +202,7 @@ class TrainConfig:
     skip_finished: bool = _root(bookkeeping=True, eval="train_only", identity=False)
     speed: Speed = _root(Speed)
     replicas: int = _root(1)  # models trained at once from consecutive seeds
+    pack_widths: list[int] | None = _root(None)  # MLP widths trained at once, each with `replicas` seeds
     optimized_metric: str | None = _root(bookkeeping=True)
     print_config: bool = _root(bookkeeping=True, eval="own")
     reference: Any = _root()

@@ -54,25 +54,35 @@ def record_failure(output_dir: Path, err: BaseException) -> None:
         log.exception("could not write failure.json")
 
 
-def replica_overrides(overrides: list[str] | None, seed: int) -> list[str]:
-    """A replica's overrides: the job's, with ``seed=<its seed>`` (what its separate run is)."""
-    kept = without_keys(overrides or [], ["seed"])
-    return sorted([*kept, f"seed={seed}"])
+def replica_overrides(overrides: list[str] | None, seed: int, width: int | None = None) -> list[str]:
+    """A replica's overrides: the job's, with ``seed=<its seed>`` and, for a member of a pack of
+    widths, ``model.width=<its width>`` instead of ``pack_widths`` (what its separate run is)."""
+    if width is None:
+        return sorted([*without_keys(overrides or [], ["seed"]), f"seed={seed}"])
+    kept = without_keys(overrides or [], ["seed", "model.width", "pack_widths"])
+    return sorted([*kept, f"seed={seed}", f"model.width={width}"])
 
 
 def write_replica_results(
-    output_dir: Path, results: dict[str, Any], configs: list[DictConfig], identity: list[str] | None
+    output_dir: Path,
+    results: dict[str, Any],
+    configs: list[DictConfig],
+    identity: list[str] | None,
+    num_params: list[int] | None = None,
+    pack: bool = False,
 ) -> dict[str, Any]:
-    """``replica_<k>/results.json`` (a single run's schema: its own seed and metrics), its
-    ``config.yaml`` and ``.hydra/overrides.yaml`` (the separate run it equals, so sweep summaries
-    read it as one more seed), then ``replicas.json`` in the run dir, written last. Returns that."""
+    """``replica_<k>/results.json`` (a single run's schema: its own seed, width, parameter count
+    ``num_params[k]`` and metrics), its ``config.yaml`` and ``.hydra/overrides.yaml`` (the separate
+    run it equals, so sweep summaries read it as one more run; ``pack``: the members differ in
+    ``model.width`` too), then ``replicas.json`` in the run dir, written last. Returns that."""
     per_replica = split_by_replica(results["metrics"])
     name = results.get("optimized_metric")
     entries = []
     for k, replica_cfg in enumerate(configs):
         folder = output_dir / replica_prefix(k).rstrip("/")
         metrics = per_replica.get(k, {})
-        overrides = replica_overrides(identity, int(replica_cfg.seed))
+        width = replica_cfg.model.get("width") if pack else None
+        overrides = replica_overrides(identity, int(replica_cfg.seed), width)
         atomic_write_text(folder / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
         atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(replica_cfg, resolve=True))
         replica_results = {
@@ -80,6 +90,8 @@ def write_replica_results(
             "metrics": metrics,
             "optimized_value": metrics.get(name) if name else None,
             "seed": int(replica_cfg.seed),
+            "width": replica_cfg.model.get("width"),
+            "num_params": num_params[k] if num_params else results.get("num_params"),
             "overrides": overrides,
             "nonfinite_metrics": [
                 m.removeprefix(replica_prefix(k))
@@ -91,7 +103,12 @@ def write_replica_results(
         }
         atomic_write_json(folder / "results.json", replica_results)
         entries.append(
-            {"dir": folder.name, "seed": int(replica_cfg.seed), "optimized_value": replica_results["optimized_value"]}
+            {
+                "dir": folder.name,
+                "seed": int(replica_cfg.seed),
+                "width": replica_results["width"],
+                "optimized_value": replica_results["optimized_value"],
+            }
         )
     values = [e["optimized_value"] for e in entries if e["optimized_value"] is not None]
     summary = {

@@ -20,16 +20,28 @@ from dlfoundations.seeding import seed_run
 log = logging.getLogger(__name__)
 
 
+def pack_widths(cfg: DictConfig) -> list[int]:
+    """``pack_widths``: the MLP widths a job trains at once (each with ``replicas`` seeds); []: the
+    job's own ``model.width`` only."""
+    return [int(w) for w in cfg.get("pack_widths") or []]
+
+
 def num_replicas(cfg: DictConfig) -> int:
-    return int(cfg.get("replicas") or 1)
+    """How many models the job trains stacked: ``replicas`` seeds x its ``pack_widths`` (if any)."""
+    return int(cfg.get("replicas") or 1) * max(1, len(pack_widths(cfg)))
 
 
 def replica_config(cfg: DictConfig, k: int) -> DictConfig:
-    """The config of replica ``k``: the run's config with ``seed + k`` and ``replicas=1``."""
+    """The config of member ``k`` (widths outer, seeds inner): the run's config with ``seed + k % R``,
+    ``model.width`` the (k // R)-th of ``pack_widths`` where it names widths, ``replicas=1``."""
+    seeds, widths = int(cfg.get("replicas") or 1), pack_widths(cfg)
     out = cfg.copy()
     with open_dict(out):
-        out.seed = int(cfg.seed) + k
+        out.seed = int(cfg.seed) + k % seeds
         out.replicas = 1
+        if widths:
+            out.model.width = widths[k // seeds]
+            out.pack_widths = None
     return out
 
 

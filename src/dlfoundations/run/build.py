@@ -49,5 +49,6 @@ def build_run(cfg: DictConfig, trainer_args: dict[str, Any], weights: str | None
         net = match_precision(instantiate(cfg.model, "model"), trainer_args)
         if weights:
             load_weights(net, weights)
-    task = instantiate(cfg.task, "task", net=net)
+    # The task's replicas (``${replicas}``) counts seeds; a pack of widths trains widths x seeds.
+    task = instantiate(cfg.task, "task", net=net, **({"replicas": replicas} if replicas > 1 else {}))
     return Run(datamodule, net, task, replicas, replica_cfgs)

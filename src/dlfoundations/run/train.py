@@ -40,6 +40,8 @@ from dlfoundations.record.jobs import (
     set_aside_previous,
 )
 from dlfoundations.record.run_dir import record_failure, save_config, write_replica_results, write_results
+from dlfoundations.replicas.build import pack_widths
+from dlfoundations.replicas.nets import StackedNet
 from dlfoundations.run.build import build_run
 from dlfoundations.run.checkpoints import (
     AtomicCheckpointIO,
@@ -101,6 +103,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         log.info("weights=%s not loaded: ckpt_path=%s restores the weights", weights, cfg.ckpt_path)
     run = build_run(cfg, trainer_args, weights if not cfg.get("ckpt_path") else None)
     datamodule, net, task, replicas, replica_cfgs = run.datamodule, run.net, run.task, run.replicas, run.replica_cfgs
+    packed = bool(pack_widths(cfg))  # members of different widths: each has its own parameter count
+    stacked_net = cast(StackedNet, net)
     if cfg.data.get("input_shape"):
         # Lets the model summary show per-layer input/output sizes and FLOPs.
         shape = (replicas, 2) if replicas > 1 else (2,)
@@ -150,7 +154,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         "metrics": metrics,
         "optimized_metric": name,
         "optimized_value": metrics.get(name) if name else None,
-        "num_params": count_parameters(net) // replicas,  # of one model
+        "num_params": count_parameters(net) // replicas if not packed else None,  # of one model (members: their own)
         "width": cfg.model.get("width"),
         "epochs": epochs,
         "global_step": global_step,
@@ -164,7 +168,11 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         log.warning("non-finite metrics (NaN/inf): %s; see results.json", ", ".join(results["nonfinite_metrics"]))
     if trainer.is_global_zero and replicas > 1:
         # One run per seed: replica_<k>/results.json, then replicas.json (the job's value: their mean).
-        results = {**results, **write_replica_results(output_dir, results, replica_cfgs, current_job_identity())}
+        own = [stacked_net.member_parameters(k) for k in range(replicas)]
+        results = {
+            **results,
+            **write_replica_results(output_dir, results, replica_cfgs, current_job_identity(), own, packed),
+        }
     elif trainer.is_global_zero:
         write_results(output_dir, results)
     if name and (f"replica_0/{name}" if replicas > 1 else name) not in metrics:
