@@ -20,7 +20,11 @@ label noise, SGD with momentum, batch 100, 40 steps per Lightning call):
   (the local launcher's 2 processes), both without per-epoch evaluation, in the same run. Every
   member's first-epoch training loss must equal its job's replica (within 1e-4, relative).
 
-    python -m benchmarks.replicas [--quick] [--part ratios|sweep|all|gpu|packs] [--keep DIR]
+- ``packed``: wall time of ``python src/train.py -m experiment=double_descent hydra/launcher=packed
+  seed=0,1,2,3,4`` (19 widths x 5 seeds, planned into packs, 2 processes) over the hand-written
+  one-seed sweep, both without per-epoch evaluation, in the same run (issue target: <= 1.2).
+
+    python -m benchmarks.replicas [--quick] [--part ratios|sweep|all|gpu|packs|packed] [--keep DIR]
 """
 
 import argparse
@@ -203,6 +207,25 @@ def pack_rows(quick: bool, data_dir: str) -> list[tuple]:
     return [(name, sweep_wall, pack_wall, pack_wall / sweep_wall, "report", True)]
 
 
+def packed_sweep_rows(quick: bool, data_dir: str) -> list[tuple]:
+    widths = [int(w) for w in str(_sweep_params()["model.width"]).split(",")]
+    epochs, seeds = (20 if quick else 500), 5
+    with tempfile.TemporaryDirectory() as tmp:
+        hand_wall, _ = _hand_sweep(widths, epochs, data_dir)
+        wall, proc = launch_sweep(
+            epochs, Path(tmp) / "logs", data_dir, "hydra/launcher=packed", f"seed={','.join(map(str, range(seeds)))}"
+        )
+        results = list((Path(tmp) / "logs").glob("double_descent/multiruns/*/*/replica_*/results.json"))
+        if proc.returncode != 0 or len(results) != seeds * len(widths):
+            raise RuntimeError(f"packed sweep: exit {proc.returncode}, {len(results)} results\n{proc.stderr[-3000:]}")
+    name = (
+        f"packed sweep: MNIST-1D double descent, {len(widths)} widths x {seeds} seeds x {epochs} epochs "
+        "(hydra/launcher=packed), wall / hand-written sweep of one seed (2 processes each)"
+    )
+    ratio = wall / hand_wall
+    return [(name, hand_wall, wall, ratio, "report" if quick else "<= 1.2", quick or ratio <= 1.2)]
+
+
 def run(quick: bool = False, part: str = "all", keep: str | None = None) -> list[tuple]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = str(Path(tmp) / "data")
@@ -216,6 +239,8 @@ def run(quick: bool = False, part: str = "all", keep: str | None = None) -> list
             rows += gpu_rows(quick, data_dir)
         if part == "packs":
             rows += pack_rows(quick, data_dir)
+        if part == "packed":
+            rows += packed_sweep_rows(quick, data_dir)
     return rows
 
 
@@ -223,7 +248,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs (a smoke run)")
     parser.add_argument(
-        "--part", choices=["ratios", "sweep", "all", "gpu", "packs"], default="all", help="gpu: needs CUDA"
+        "--part", choices=["ratios", "sweep", "all", "gpu", "packs", "packed"], default="all", help="gpu: needs CUDA"
     )
     parser.add_argument("--keep", help="copy the replicated sweep dir (its summary.png) here")
     args = parser.parse_args()

@@ -189,3 +189,65 @@ def test_a_sweep_summary_reads_a_pack_job_as_its_widths_and_seeds(tmp_path):
     agg, keys = write_aggregate(tmp_path / "sweep", rows)
     assert keys == ["model.width"]  # seeds pooled, one point per width
     assert sorted((str(a["model.width"]), a["count"]) for a in agg) == [("2", 2), ("7", 2)]
+
+
+def _flops(width: int) -> float:
+    from dlfoundations.launch.packed import mlp_flops
+
+    return mlp_flops(width, 40, 2, 10)
+
+
+def test_the_plan_packs_a_width_by_seed_grid_within_the_padding_bound():
+    from dlfoundations.launch.packed import MAX_WASTE, plan_packs, split_widths, waste
+
+    grid = [300, 230, 177, 135, 104, 80, 61, 47, 36, 27, 21, 16, 12, 9, 7, 5, 4, 3, 2]
+    packs = split_widths(grid, _flops)
+    assert sorted(w for p in packs for w in p) == sorted(grid)  # every width once
+    assert all(waste(p, _flops) <= MAX_WASTE for p in packs)
+    assert len(packs) == 9 and max(map(len, packs)) >= 2  # they do pack: 9 jobs for 19 widths (this grid: pairs)
+    jobs = [["experiment=x", f"model.width={w}", f"seed={s}"] for w in (2, 3, 47) for s in (0, 1, 2)]
+    plan = plan_packs(jobs, lambda overrides: _flops)  # 3 and 2 pad with 17% waste, 47 with them would not
+    assert sorted(map(sorted, plan.jobs)) == sorted(
+        sorted(["experiment=x", "seed=0", "replicas=3", f"pack_widths=[{p}]"]) for p in ("47", "3,2")
+    )
+    assert plan.costs == sorted(plan.costs, reverse=True)  # costliest first
+    # Not packed, each with its reason: gaps in the seeds, another model.
+    gaps = plan_packs([[f"model.width={w}", f"seed={s}"] for w in (2, 7) for s in (0, 2)], lambda o: _flops)
+    assert len(gaps.jobs) == 4 and all("not a full grid of consecutive seeds" in line for line in gaps.lines)
+    other = plan_packs([["model.width=2", "seed=0"], ["model.width=7", "seed=0"]], lambda o: "model X is not an MLP")
+    assert len(other.jobs) == 2 and all(line.endswith("model X is not an MLP") for line in other.lines)
+
+
+@pytest.mark.slow
+def test_a_packed_sweep_summarizes_as_the_one_job_per_process_sweep(tmp_path):
+    import csv
+
+    from tests.helpers import run_cli
+
+    common = [
+        "-m",
+        "experiment=double_descent",
+        "model.width=2,3,16",
+        "seed=0,1",
+        "data.train_size=300",
+        "data.test_size=200",
+        "trainer.max_epochs=3",
+        "trainer.precision=64-true",
+        "print_config=false",
+        f"paths.log_dir={tmp_path}",
+    ]
+    tables = {}
+    for launcher in ("basic", "packed"):
+        sweep = tmp_path / launcher
+        proc = run_cli([*common, f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"], tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with open(sweep / "summary_agg.csv") as f:
+            tables[launcher] = {row["model.width"]: row for row in csv.DictReader(f)}
+        if launcher == "packed":
+            assert "packed launcher: 6 sweep jobs as 2 jobs" in proc.stdout + proc.stderr  # [16], [3, 2] x 2 seeds
+            assert len([p for p in sweep.iterdir() if p.name.isdigit()]) < 6  # fewer jobs than runs
+    assert tables["packed"].keys() == tables["basic"].keys() == {"2", "3", "16"}
+    for width, row in tables["basic"].items():
+        assert tables["packed"][width]["count"] == row["count"] == "2"
+        for column in ("test/err", "train_eval/err", "num_params"):
+            assert abs(float(tables["packed"][width][column]) - float(row[column])) <= 1e-6, (width, column)
