@@ -3,12 +3,16 @@ its separate run (float64, within 1e-10: the same algorithm), its padded weights
 zero, and what would not keep the padding silent is refused."""
 
 import copy
+import math
 import re
+import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import Callback
 
+from dlfoundations.errors import UserError
 from dlfoundations.models.mlp import MLP
 from dlfoundations.replicas.nets import StackedMLP, stack_nets
 
@@ -191,6 +195,114 @@ def test_a_sweep_summary_reads_a_pack_job_as_its_widths_and_seeds(tmp_path):
     assert sorted((str(a["model.width"]), a["count"]) for a in agg) == [("2", 2), ("7", 2)]
 
 
+class Poison(Callback):
+    """At optimizer step ``step``, the gradients of replica ``replica`` (of all, for a plain net)
+    become NaN, so that its weights do: what a learning rate too large for one member does."""
+
+    supports_replicas = True  # dlfoundations.config.replicable: it acts on one replica's slice
+
+    def __init__(self, replica: int | None, step: int = 3) -> None:
+        self.replica, self.step = replica, step
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step == self.step:
+            for p in pl_module.parameters():
+                (p.grad if self.replica is None else p.grad[self.replica]).fill_(float("nan"))
+
+
+def summary_metric(job, k: int, name: str = "test/acc") -> float:
+    import json
+
+    return json.loads((job / f"replica_{k}" / "results.json").read_text())["metrics"][name]
+
+
+def test_a_member_that_diverges_fails_alone_and_the_pack_resumes_exactly(tmp_path):
+    # widths [7, 2] x seeds 3, 4: member 1 (width 7, seed 4) driven to NaN in epoch 0.
+    import json
+
+    from dlfoundations.record.collect import collect
+    from dlfoundations.run.train import main
+    from tests.helpers import MLP as RUN
+    from tests.helpers import make_cfg
+
+    poison = ["+callbacks.poison._target_=tests.test_packs.Poison", "+callbacks.poison.replica=1"]
+    run = [*RUN, "trainer.precision=64-true", "optimizer.momentum=0.9", "optimizer.weight_decay=1e-3"]
+    pack = [*run, *poison, "seed=3", "replicas=2", "pack_widths=[7,2]", "trainer.max_epochs=4"]
+    job = tmp_path / "sweep" / "0"
+    summary = main(make_cfg(pack, job))
+    assert [r.get("failed", "")[:40] for r in summary["replicas"]] == [
+        "",
+        "training diverged: the loss became NaN/i",
+        "",
+        "",
+    ]
+    failure = json.loads((job / "replica_1" / "failure.json").read_text())
+    assert not (job / "replica_1" / "results.json").exists()
+    assert summary["optimized_value"] is None  # the job's mean over its members needs them all
+
+    # The member's separate run stops with the same error; the others equal theirs (float64, 1e-10).
+    with pytest.raises(UserError) as err:
+        main(
+            make_cfg(
+                [
+                    *run,
+                    *poison[:1],
+                    "+callbacks.poison.replica=null",
+                    "seed=4",
+                    "model.width=7",
+                    "trainer.max_epochs=4",
+                ],
+                tmp_path / "alone1",
+            )
+        )
+    assert failure["error"] == f"UserError: {err.value}"
+    stacked = torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)
+    assert stacked["epoch"] == 3  # the pack trained on to its last epoch
+    for name, value in stacked["state_dict"].items():
+        assert int((value[1] != 0).sum()) == 0, f"{name}: the diverged member is not held at zero"
+    for k, (width, seed) in {0: (7, 3), 2: (2, 3)}.items():
+        alone = main(
+            make_cfg([*run, f"seed={seed}", f"model.width={width}", "trainer.max_epochs=4"], tmp_path / f"alone{k}")
+        )
+        mine = json.loads((job / f"replica_{k}" / "results.json").read_text())
+        for name, value in alone["metrics"].items():
+            assert abs(mine["metrics"][name] - value) <= ATOL, f"member {k}: {name}"
+
+    # Summaries list the member as failed, with its error; the other three are rows.
+    (job / ".hydra").mkdir(exist_ok=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- pack_widths=[7,2]\n- replicas=2\n- seed=3\n")
+    rows, failed = collect(tmp_path / "sweep")
+    assert [f["job"] for f in failed] == ["0/replica_1"] and failed[0]["error"] == failure["error"]
+    assert len(rows) == 3
+
+    # eval of the whole pack: the failed member's metrics are NaN; of that member alone: refused.
+    from dlfoundations.config.compose import compose_config
+    from dlfoundations.run.eval import main as evaluate
+
+    tested = evaluate(compose_config([f"ckpt_path={job}"], str(tmp_path / "eval"), config_name="eval"))["metrics"]
+    assert (
+        math.isnan(tested["replica_1/test/acc"]) and abs(tested["replica_0/test/acc"] - summary_metric(job, 0)) <= ATOL
+    )
+    with pytest.raises(UserError, match=r"replica=1 failed in training and has no trained weights: training diverged"):
+        evaluate(
+            compose_config([f"ckpt_path={job}", "replica=1"], str(tmp_path / "eval1"), config_name="eval"),
+            ["replica=1"],
+        )
+
+    # Stopped after epoch 2 and resumed from its last checkpoint: the same pack, member 1 still failed.
+    main(make_cfg([*pack[:-1], "trainer.max_epochs=2"], tmp_path / "part"))
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    resumed = main(make_cfg([*pack, f"ckpt_path={ckpt}"], tmp_path / "resumed"))
+    assert [r.get("failed") for r in resumed["replicas"]] == [r.get("failed") for r in summary["replicas"]]
+    state = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    worst = max((state[n] - v).abs().max().item() for n, v in stacked["state_dict"].items())
+    assert worst <= ATOL, f"resumed pack's weights differ by {worst}"
+    for k in (0, 2, 3):
+        one, two = (json.loads((d / f"replica_{k}" / "results.json").read_text()) for d in (job, tmp_path / "resumed"))
+        for name, value in one["metrics"].items():
+            assert abs(two["metrics"][name] - value) <= ATOL, f"member {k}: {name}"
+
+
 def _flops(width: int) -> float:
     from dlfoundations.launch.packed import mlp_flops
 
@@ -246,6 +358,23 @@ def test_a_packed_sweep_summarizes_as_the_one_job_per_process_sweep(tmp_path):
         if launcher == "packed":
             assert "packed launcher: 6 sweep jobs as 2 jobs" in proc.stdout + proc.stderr  # [16], [3, 2] x 2 seeds
             assert len([p for p in sweep.iterdir() if p.name.isdigit()]) < 6  # fewer jobs than runs
+    # The pack [3, 2] as if killed after its last checkpoint: a relaunch with skip_finished runs it
+    # alone (from that checkpoint) and leaves the finished pack [16] as it is.
+    pack = tmp_path / "packed" / "1"
+    assert "pack_widths=[3,2]" in (pack / ".hydra" / "overrides.yaml").read_text()
+    (pack / "replicas.json").unlink()
+    for member in pack.glob("replica_*"):
+        shutil.rmtree(member)
+    sweep = tmp_path / "packed"
+    proc = run_cli([*common, "hydra/launcher=packed", f"hydra.sweep.dir={sweep}", "skip_finished=true"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert out.count("not running it again") == 1 and out.count("resuming this job from its own") == 1, out[-3000:]
+    with open(sweep / "summary_agg.csv") as f:
+        again = {row["model.width"]: row for row in csv.DictReader(f)}
+    for width, row in tables["packed"].items():
+        for column in ("count", "test/err", "test/loss", "train_eval/err", "num_params"):
+            assert again[width][column] == row[column], (width, column)
     assert tables["packed"].keys() == tables["basic"].keys() == {"2", "3", "16"}
     for width, row in tables["basic"].items():
         assert tables["packed"][width]["count"] == row["count"] == "2"

@@ -167,6 +167,7 @@ def test_sweep_summary_reads_replicas_as_seeds(tmp_path):
         ),
         (["callbacks.model_checkpoint.monitor=train/loss"], r"monitor=train/loss would pick the best epoch"),
         (["replicas=0"], r"replicas=0 must be an integer >= 1"),
+        (["trainer.precision=16-mixed"], r"trainer.precision=16-mixed scales one loss for all replicas"),
     ],
 )
 def test_what_would_couple_replicas_is_refused_in_one_line(extra, message, tmp_path):

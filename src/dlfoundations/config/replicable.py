@@ -92,6 +92,12 @@ def check_replicable(cfg: DictConfig, trainer_args: dict[str, Any]) -> None:
     devices, nodes = trainer_args.get("devices", 1), trainer_args.get("num_nodes", 1)
     if (isinstance(devices, int) and devices > 1) or isinstance(devices, list) and len(devices) > 1 or nodes > 1:
         raise UserError(f"replicas={replicas} trains on one device; set trainer.devices=1 (or use replicas=1 for DDP)")
+    precision = str(trainer_args.get("precision", "32"))
+    if precision.startswith("16"):
+        raise UserError(
+            f"replicas={replicas}: trainer.precision={precision} scales one loss for all replicas and skips every "
+            f"replica's step when one overflows; use trainer.precision=bf16-mixed or 32{hint}"
+        )
     for name, node in (cfg.get("callbacks") or {}).items():
         callback = target_class(node, f"callbacks.{name}")
         if callback is None:

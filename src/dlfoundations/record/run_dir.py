@@ -42,16 +42,18 @@ def write_results(output_dir: Path, results: dict[str, Any]) -> None:
 def record_failure(output_dir: Path, err: BaseException) -> None:
     """``failure.json`` in the run dir: what went wrong, for the sweep summary and for humans."""
     try:
-        atomic_write_json(
-            output_dir / "failure.json",
-            {
-                "error": f"{type(err).__name__}: {err}".splitlines()[0],
-                "traceback": "".join(traceback.format_exception(err)),
-                "overrides": current_job_identity(),
-            },
+        write_failure(
+            output_dir,
+            f"{type(err).__name__}: {err}".splitlines()[0],
+            current_job_identity(),
+            "".join(traceback.format_exception(err)),
         )
     except OSError:
         log.exception("could not write failure.json")
+
+
+def write_failure(output_dir: Path, error: str, overrides: list[str] | None, trace: str = "") -> None:
+    atomic_write_json(output_dir / "failure.json", {"error": error, "traceback": trace, "overrides": overrides})
 
 
 def replica_overrides(overrides: list[str] | None, seed: int, width: int | None = None) -> list[str]:
@@ -70,11 +72,14 @@ def write_replica_results(
     identity: list[str] | None,
     num_params: list[int] | None = None,
     pack: bool = False,
+    failed: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """``replica_<k>/results.json`` (a single run's schema: its own seed, width, parameter count
     ``num_params[k]`` and metrics), its ``config.yaml`` and ``.hydra/overrides.yaml`` (the separate
     run it equals, so sweep summaries read it as one more run; ``pack``: the members differ in
-    ``model.width`` too), then ``replicas.json`` in the run dir, written last. Returns that."""
+    ``model.width`` too), then ``replicas.json`` in the run dir, written last. Returns that.
+    A replica in ``failed`` (index -> error, e.g. it diverged) gets ``failure.json`` instead of
+    ``results.json``, as its separate run would: summaries list it as failed."""
     per_replica = split_by_replica(results["metrics"])
     name = results.get("optimized_metric")
     entries = []
@@ -85,6 +90,20 @@ def write_replica_results(
         overrides = replica_overrides(identity, int(replica_cfg.seed), width)
         atomic_write_text(folder / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
         atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(replica_cfg, resolve=True))
+        if failed and k in failed:
+            (folder / "results.json").unlink(missing_ok=True)
+            write_failure(folder, f"UserError: {failed[k]}", overrides)
+            entries.append(
+                {
+                    "dir": folder.name,
+                    "seed": int(replica_cfg.seed),
+                    "width": replica_cfg.model.get("width"),
+                    "optimized_value": None,
+                    "failed": failed[k],
+                }
+            )
+            continue
+        (folder / "failure.json").unlink(missing_ok=True)
         replica_results = {
             **results,
             "metrics": metrics,

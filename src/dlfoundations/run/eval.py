@@ -41,6 +41,7 @@ from dlfoundations.run.checkpoints import check_checkpoint
 from dlfoundations.run.predict import load_inputs, write_predictions
 from dlfoundations.run.trainer import build_trainer, trainer_kwargs
 from dlfoundations.tasks import ClassificationModule
+from dlfoundations.tasks.classification import DIVERGED
 
 log = logging.getLogger(__name__)
 # Taken from conf/eval.yaml, not from the evaluated run: where eval writes, what it logs, what it does.
@@ -174,6 +175,8 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         if replica is not None:
             if isinstance(replica, bool) or not isinstance(replica, int) or not 0 <= replica < replicas:
                 raise UserError(f"replica={replica} does not exist; this run trained replicas 0..{replicas - 1}")
+            if (why := checkpoint.get(DIVERGED, {}).get(str(replica))) is not None:
+                raise UserError(f"replica={replica} failed in training and has no trained weights: {why}")
             task.load_state_dict(checkpoint["state_dict"])
             net, datamodule = stacked.replica(replica), datamodule.members[replica]
             run_cfg = replica_cfgs[replica]

@@ -42,6 +42,7 @@ from dlfoundations.record.jobs import (
 from dlfoundations.record.run_dir import record_failure, save_config, write_replica_results, write_results
 from dlfoundations.replicas.build import pack_widths
 from dlfoundations.replicas.nets import StackedNet
+from dlfoundations.replicas.training import replica_prefix
 from dlfoundations.run.build import build_run
 from dlfoundations.run.checkpoints import (
     AtomicCheckpointIO,
@@ -150,6 +151,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
 
     name = cfg.get("optimized_metric")
     epochs, global_step = fit_counts(trainer)
+    failed = task.failed_replicas()  # replicas that diverged while the others trained on
+    frozen = tuple(replica_prefix(k) for k in failed)
     results = {
         "metrics": metrics,
         "optimized_metric": name,
@@ -162,7 +165,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         "seed": cfg.seed,
         "overrides": current_job_identity(),  # which sweep job these results are of (skip_finished)
         # NaN/inf metrics (e.g. a test loss that overflowed) are flagged, never reported silently.
-        "nonfinite_metrics": sorted(k for k, v in metrics.items() if not math.isfinite(v)),
+        # (Not those of replicas that diverged: their values are NaN by design, and they are failed.)
+        "nonfinite_metrics": sorted(k for k, v in metrics.items() if not math.isfinite(v) and not k.startswith(frozen)),
     }
     if results["nonfinite_metrics"]:
         log.warning("non-finite metrics (NaN/inf): %s; see results.json", ", ".join(results["nonfinite_metrics"]))
@@ -171,7 +175,7 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         own = [stacked_net.member_parameters(k) for k in range(replicas)]
         results = {
             **results,
-            **write_replica_results(output_dir, results, replica_cfgs, current_job_identity(), own, packed),
+            **write_replica_results(output_dir, results, replica_cfgs, current_job_identity(), own, packed, failed),
         }
     elif trainer.is_global_zero:
         write_results(output_dir, results)

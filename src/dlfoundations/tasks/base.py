@@ -15,6 +15,10 @@ class Task(L.LightningModule):
     # True where the task trains stacked replicas (replicas=R) and splits their metrics by replica.
     supports_replicas = False
 
+    def failed_replicas(self) -> dict[int, str]:
+        """Replicas that failed while the others trained on (index -> the error), none by default."""
+        return {}
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning re-assigns a bookkeeping attribute of the module before and after every hook it
         # dispatches (12 times per optimizer step under manual optimization), and nn.Module's

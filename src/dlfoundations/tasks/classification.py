@@ -1,5 +1,6 @@
 """Classification with cross-entropy for any ``nn.Module`` that maps inputs to logits."""
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -17,6 +18,8 @@ from dlfoundations.tasks.optim import build_optimizer
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+log = logging.getLogger(__name__)
+DIVERGED = "diverged_replicas"  # checkpoint key: the replicas that diverged (index -> error)
 
 
 class ClassificationModule(Task):
@@ -40,7 +43,10 @@ class ClassificationModule(Task):
     are stacked (inputs ``[R, B, ...]``, labels ``[R, B]``): the loss is the sum over replicas of
     each replica's mean loss, so an elementwise optimizer takes exactly each separate run's step;
     gradient clipping by norm is per replica. Every metric is logged per replica, as
-    ``replica_<k>/<name>``.
+    ``replica_<k>/<name>``. A replica whose loss becomes NaN/inf fails alone (:attr:`diverged`):
+    from the end of that epoch its parameters are held at zero and its metrics logged as NaN, and
+    the others train on, each still exactly its separate run; only when every replica has diverged
+    does the fit stop, as a single run's does.
     """
 
     supports_replicas = True  # works on stacked replicas (dlfoundations.config.replicable)
@@ -92,6 +98,9 @@ class ClassificationModule(Task):
         self._compiled = False
         self._epoch_first_step = 0
         self._epoch_batches = 0
+        # Replica -> why it failed (the error its separate run stops with); kept in checkpoints.
+        self.diverged: dict[int, str] = {}
+        self._frozen: Tensor | None = None  # their indices, once any
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -153,6 +162,9 @@ class ClassificationModule(Task):
                 if self.replicas == 1:
                     self.log(f"{stage}/{metric}", value, prog_bar=bar, **sync)
                     continue
+                if self.diverged:  # a frozen replica's numbers are not a model's: NaN, never chance-level
+                    value = value.clone()
+                    value[list(self.diverged)] = float("nan")
                 for k in range(self.replicas):
                     name = f"{replica_prefix(k)}{stage}/{metric}"
                     self.log(name, value[k], prog_bar=bar and k == 0, **sync)
@@ -196,6 +208,8 @@ class ClassificationModule(Task):
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()  # on_before_optimizer_step hooks (and clipping, below) run inside
+            if self._frozen is not None:
+                self._hold_frozen()
             for scheduler in schedulers:
                 scheduler.step()
             taken += 1
@@ -250,13 +264,53 @@ class ClassificationModule(Task):
             return
         # One host sync per epoch: a NaN/inf loss at any step of the epoch.
         bad = metrics.nonfinite()
-        if bool(bad.any()):
-            which = f" of replica(s) {bad.nonzero().flatten().tolist()}" if self.replicas > 1 else ""
-            raise UserError(
-                f"training diverged: the loss{which} became NaN/inf in epoch {self.current_epoch} (optimizer steps "
-                f"{self._epoch_first_step}-{self.global_step - 1}); lower optimizer.lr (or clip gradients with "
-                "task.gradient_clip_val=1.0). Everything written so far is in the run dir"
+        if not bool(bad.any()):
+            return
+        message = (
+            f"training diverged: the loss became NaN/inf in epoch {self.current_epoch} (optimizer steps "
+            f"{self._epoch_first_step}-{self.global_step - 1}); lower optimizer.lr (or clip gradients with "
+            "task.gradient_clip_val=1.0). Everything written so far is in the run dir"
+        )
+        if self.replicas == 1:
+            raise UserError(message)
+        new = [k for k in bad.nonzero().flatten().tolist() if k not in self.diverged]
+        self.diverged.update({k: message for k in new})
+        if len(self.diverged) == self.replicas:
+            raise UserError(message.replace("the loss", "the loss of every replica", 1))
+        if new:
+            log.warning(
+                "replica(s) %s diverged (NaN/inf loss) in epoch %d: recorded failed, held at zero; "
+                "the other %d train on",
+                new,
+                self.current_epoch,
+                self.replicas - len(self.diverged),
             )
+            self._freeze()
+
+    def failed_replicas(self) -> dict[int, str]:
+        return dict(self.diverged)
+
+    def _freeze(self) -> None:
+        self._frozen = torch.tensor(sorted(self.diverged), device=self.device)
+        self._hold_frozen()
+
+    @torch.no_grad()
+    def _hold_frozen(self) -> None:
+        """The diverged replicas' parameters back to zero (after each optimizer step): their NaN/inf
+        never reaches a metric, and nothing of theirs touches the other replicas' slices."""
+        assert self._frozen is not None
+        for p in self.net.parameters():
+            p.index_fill_(0, self._frozen, 0.0)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[DIVERGED] = {str(k): v for k, v in self.diverged.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.diverged = {int(k): v for k, v in checkpoint.get(DIVERGED, {}).items()}
+
+    def on_train_start(self) -> None:
+        if self.diverged:  # resumed: the replicas that had diverged stay frozen
+            self._freeze()
 
     # One loader per eval_groups group: train_eval and train_clean share their inputs' forward pass.
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
