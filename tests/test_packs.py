@@ -157,6 +157,80 @@ def test_a_job_with_pack_widths_writes_each_member_as_its_separate_run(tmp_path)
             assert int((rest != 0).sum()) == 0, f"{key}: padding of member {k} became non-zero"
 
 
+CONV_PACKS = {
+    # (overrides, widths): the MNIST-1D CNN's channels; CNN-k with BatchNorm and per-seed flips (lr 0.01,
+    # no crops: see tests/test_replicas.py on why); ResNet18-k (pre-activation, BN, shortcuts), 4 steps.
+    "mnist1d_cnn": (["model=cnn1d"], (6, 2)),
+    "cnn_batchnorm_flip": (["data=cifar10", "model=cnn", "optimizer.lr=0.01", "data.crop_padding=0"], (3, 1)),
+    "resnet18k": (["data=cifar10", "model=resnet18k", "optimizer.lr=0.01", "data.crop_padding=0"], (2, 1)),
+}
+
+
+@pytest.mark.parametrize("setup", list(CONV_PACKS))
+def test_conv_nets_of_different_widths_train_in_one_pack_each_as_its_separate_run(
+    setup, tmp_path, data_root, cifar_files_accepted
+):
+    import json
+
+    from dlfoundations.run.train import main
+    from tests.helpers import CIFAR, MLP, make_cfg
+
+    extra, widths = CONV_PACKS[setup]
+    base = [o for o in (CIFAR if "data=cifar10" in extra else MLP) if not o.startswith(("scheduler", "model"))]
+    run = [*base, *extra, "trainer.precision=64-true", "optimizer.momentum=0.9", "optimizer.weight_decay=1e-3"]
+    if setup == "resnet18k":
+        run.append("trainer.max_steps=4")
+    listed = ",".join(map(str, widths))
+    main(make_cfg([*run, "seed=3", f"pack_widths=[{listed}]"], tmp_path / "pack", data_root))
+    stacked = torch.load(tmp_path / "pack" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for k, width in enumerate(widths):
+        alone = main(make_cfg([*run, "seed=3", f"model.width={width}"], tmp_path / f"alone{k}", data_root))
+        mine = json.loads((tmp_path / "pack" / f"replica_{k}" / "results.json").read_text())
+        assert (mine["width"], mine["num_params"], mine["global_step"]) == (
+            width,
+            alone["num_params"],
+            alone["global_step"],
+        )
+        assert set(mine["metrics"]) == set(alone["metrics"])
+        for name, value in alone["metrics"].items():
+            assert abs(mine["metrics"][name] - value) <= ATOL, (
+                f"width {width}: {name} {mine['metrics'][name]} vs {value}"
+            )
+        state = torch.load(tmp_path / f"alone{k}" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for key, value in state.items():
+            padded = stacked["net.stacked." + key.removeprefix("net.")][k]
+            corner = tuple(slice(0, n) for n in value.shape)
+            diff = (padded[corner].double() - value.double()).abs().max().item()
+            assert diff <= ATOL, f"width {width}: {key} differs by {diff}"
+            rest = padded.clone()
+            rest[corner] = 0
+            assert int((rest != 0).sum()) == 0, f"width {width}: {key}'s padding became non-zero"
+
+
+class _Conv(torch.nn.Module):
+    """Conv(1, c) - act - global mean - Linear(c, 3), optionally with dropout."""
+
+    def __init__(self, c: int, act: torch.nn.Module, dropout: bool = False) -> None:
+        super().__init__()
+        layers = [torch.nn.Conv1d(1, c, 3), act, *([torch.nn.Dropout(0.1)] if dropout else [])]
+        self.features, self.fc = torch.nn.Sequential(*layers), torch.nn.Linear(c, 3)
+
+    def forward(self, x):
+        return self.fc(self.features(x.unsqueeze(1)).mean(-1))
+
+
+def test_a_net_whose_padding_would_not_stay_silent_is_refused():
+    x = torch.randn(8, 12)
+    torch.manual_seed(0)
+    stack_nets([_Conv(4, torch.nn.ReLU()), _Conv(2, torch.nn.ReLU())], x)  # padded ReLU channels are 0: fine
+    with pytest.raises(
+        ValueError, match=r"does not keep zero-padded channels silent \(fc.weight: its padding gets gradient"
+    ):
+        stack_nets([_Conv(4, torch.nn.Sigmoid()), _Conv(2, torch.nn.Sigmoid())], x)  # sigmoid(0) = 0.5 leaks
+    with pytest.raises(ValueError, match=r"stack only without dropout; this one has Dropout"):
+        stack_nets([_Conv(4, torch.nn.ReLU(), True), _Conv(2, torch.nn.ReLU(), True)], x)
+
+
 def test_pack_widths_refuses_what_cannot_be_padded_in_one_line(tmp_path):
     from dlfoundations.errors import UserError
     from dlfoundations.run.train import main
@@ -165,13 +239,14 @@ def test_pack_widths_refuses_what_cannot_be_padded_in_one_line(tmp_path):
 
     cases = {
         "model.activation=sigmoid": "model.activation=sigmoid is not 0 at 0",
-        "model=cnn1d": "only an MLP (model=mlp) trains its widths zero-padded",
     }
     for override, message in cases.items():
         with pytest.raises(UserError, match=re.escape(message)):
             main(make_cfg([*RUN, "pack_widths=[2,7]", override], tmp_path / override))
     with pytest.raises(UserError, match=r"must be distinct integers >= 1"):
         main(make_cfg([*RUN, "pack_widths=[2,2]"], tmp_path / "dup"))
+    with pytest.raises(UserError, match=r"pack_widths=\[7\] with replicas=1 is one model; use model.width=7"):
+        main(make_cfg([*RUN, "pack_widths=[7]"], tmp_path / "one"))
 
 
 def test_a_sweep_summary_reads_a_pack_job_as_its_widths_and_seeds(tmp_path):
@@ -309,8 +384,23 @@ def _flops(width: int) -> float:
     return mlp_flops(width, 40, 2, 10)
 
 
+def _members(plan) -> list[tuple[int, int]]:
+    """(width, seed) of every member of every job of ``plan``."""
+    from dlfoundations.config.overrides import override_values
+
+    out = []
+    for job in plan.jobs:
+        values = override_values(job)
+        if "pack_widths" not in values:  # one member: the ordinary job
+            out.append((int(values["model.width"]), int(values["seed"])))
+            continue
+        widths = [int(w) for w in values["pack_widths"].strip("[]").split(",")]
+        out += [(w, int(values["seed"]) + k) for w in widths for k in range(int(values["replicas"]))]
+    return sorted(out)
+
+
 def test_the_plan_packs_a_width_by_seed_grid_within_the_padding_bound():
-    from dlfoundations.launch.packed import MAX_WASTE, plan_packs, split_widths, waste
+    from dlfoundations.launch.packed import MAX_WASTE, StepCost, plan_packs, split_widths, waste
 
     grid = [300, 230, 177, 135, 104, 80, 61, 47, 36, 27, 21, 16, 12, 9, 7, 5, 4, 3, 2]
     packs = split_widths(grid, _flops)
@@ -318,16 +408,58 @@ def test_the_plan_packs_a_width_by_seed_grid_within_the_padding_bound():
     assert all(waste(p, _flops) <= MAX_WASTE for p in packs)
     assert len(packs) == 9 and max(map(len, packs)) >= 2  # they do pack: 9 jobs for 19 widths (this grid: pairs)
     jobs = [["experiment=x", f"model.width={w}", f"seed={s}"] for w in (2, 3, 47) for s in (0, 1, 2)]
-    plan = plan_packs(jobs, lambda overrides: _flops)  # 3 and 2 pad with 17% waste, 47 with them would not
+    plan = plan_packs(jobs, lambda overrides: StepCost(_flops))  # 3 and 2 pad with 17% waste, 47 with them would not
     assert sorted(map(sorted, plan.jobs)) == sorted(
         sorted(["experiment=x", "seed=0", "replicas=3", f"pack_widths=[{p}]"]) for p in ("47", "3,2")
     )
     assert plan.costs == sorted(plan.costs, reverse=True)  # costliest first
     # Not packed, each with its reason: gaps in the seeds, another model.
-    gaps = plan_packs([[f"model.width={w}", f"seed={s}"] for w in (2, 7) for s in (0, 2)], lambda o: _flops)
+    gaps = plan_packs([[f"model.width={w}", f"seed={s}"] for w in (2, 7) for s in (0, 2)], lambda o: StepCost(_flops))
     assert len(gaps.jobs) == 4 and all("not a full grid of consecutive seeds" in line for line in gaps.lines)
     other = plan_packs([["model.width=2", "seed=0"], ["model.width=7", "seed=0"]], lambda o: "model X is not an MLP")
     assert len(other.jobs) == 2 and all(line.endswith("model X is not an MLP") for line in other.lines)
+
+
+def test_the_plan_balances_the_workers_by_cutting_the_costliest_pack():
+    from dlfoundations.launch.packed import Pack, StepCost, makespan, plan_packs, split_widths
+
+    grid = [300, 230, 177, 135, 104, 80, 61, 47, 36, 27, 21, 16, 12, 9, 7, 5, 4, 3, 2]
+    jobs = [[f"model.width={w}", f"seed={s}"] for w in grid for s in range(5)]
+    cost = StepCost(_flops)
+    one = plan_packs(jobs, lambda o: cost, workers=1)
+    two = plan_packs(jobs, lambda o: cost, workers=2)
+    assert _members(one) == _members(two) == sorted((w, s) for w in grid for s in range(5))  # each job once
+    cut = [Pack(tuple(p), 0, 5) for p in split_widths(grid, _flops)]  # the padding bound's packs
+    assert sum(one.costs) <= sum(map(cost, cut))  # one worker: a cut only where it saves work (padding)
+    # Two workers: the padding bound's [300, 230] x 5 seeds alone is more than half of all the work
+    # (it would set the wall); the plan cuts it: the busier worker carries at most 51%.
+    assert makespan([cost(p) for p in cut], 2) / sum(map(cost, cut)) > 0.5
+    assert makespan(two.costs, 2) / sum(two.costs) <= 0.51
+    assert makespan(two.costs, 2) < makespan([cost(p) for p in cut], 2)
+
+
+def test_a_one_member_pack_is_launched_as_its_ordinary_job():
+    from dlfoundations.launch.packed import StepCost, plan_packs
+
+    plan = plan_packs([[f"model.width={w}", "seed=0"] for w in (300, 230, 2, 3)], lambda o: StepCost(_flops), 2)
+    assert _members(plan) == [(2, 0), (3, 0), (230, 0), (300, 0)]
+    assert ["model.width=300", "seed=0"] in plan.jobs  # widest alone: no pack_widths=[300] with replicas=1
+
+
+def test_the_plan_counts_a_conv_nets_flops_and_packs_no_widths_of_a_net_with_dropout(tmp_path):
+    from dlfoundations.config.compose import compose_config
+    from dlfoundations.launch.packed import StepCost, forward_flops, plan_packs
+
+    cnn = compose_config(["data=mnist1d", "model=cnn1d"], str(tmp_path))
+    flops, dropout = forward_flops(cnn.model, list(cnn.data.input_shape))
+    # Conv1d(1,c,5) at 19 positions, Conv1d(c,c,3) at 10 and 5, Linear(5c, 10): 45c^2 + 145c multiply-adds.
+    assert [flops(c) for c in (1, 8, 64)] == [45 * c * c + 145 * c for c in (1, 8, 64)] and not dropout
+    alexnet = compose_config(["data=mnist", "model=alexnet"], str(tmp_path))
+    assert forward_flops(alexnet.model, list(alexnet.data.input_shape))[1]  # it has dropout
+    jobs = [[f"model.width={w}", f"seed={s}"] for w in (2, 3) for s in (0, 1)]
+    plan = plan_packs(jobs, lambda o: StepCost(flops, pad=False))
+    assert _members(plan) == sorted((w, s) for w in (2, 3) for s in (0, 1))
+    assert all("pack_widths=[3]" in j or "pack_widths=[2]" in j for j in plan.jobs)  # seeds stacked, widths not
 
 
 @pytest.mark.slow
@@ -348,6 +480,15 @@ def test_a_packed_sweep_summarizes_as_the_one_job_per_process_sweep(tmp_path):
         "print_config=false",
         f"paths.log_dir={tmp_path}",
     ]
+    # The plan, printed and nothing launched: packs [16] and [3, 2] (2 seeds each).
+    dry = run_cli(
+        [*common, "hydra/launcher=packed", "hydra.launcher.dry_run=true", f"hydra.sweep.dir={tmp_path / 'dry'}"],
+        tmp_path,
+    )
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "packed launcher, dry run: nothing launched" in dry.stdout
+    assert "widths [16] x seeds 0..1" in dry.stdout and "widths [3,2] x seeds 0..1" in dry.stdout, dry.stdout
+    assert not [p for p in (tmp_path / "dry").glob("*") if p.name.isdigit()]  # no job ran
     tables = {}
     for launcher in ("basic", "packed"):
         sweep = tmp_path / launcher
@@ -360,8 +501,9 @@ def test_a_packed_sweep_summarizes_as_the_one_job_per_process_sweep(tmp_path):
             assert len([p for p in sweep.iterdir() if p.name.isdigit()]) < 6  # fewer jobs than runs
     # The pack [3, 2] as if killed after its last checkpoint: a relaunch with skip_finished runs it
     # alone (from that checkpoint) and leaves the finished pack [16] as it is.
-    pack = tmp_path / "packed" / "1"
-    assert "pack_widths=[3,2]" in (pack / ".hydra" / "overrides.yaml").read_text()
+    pack = next(
+        p.parent.parent for p in (tmp_path / "packed").glob("*/.hydra/overrides.yaml") if "[3,2]" in p.read_text()
+    )
     (pack / "replicas.json").unlink()
     for member in pack.glob("replica_*"):
         shutil.rmtree(member)
@@ -380,3 +522,18 @@ def test_a_packed_sweep_summarizes_as_the_one_job_per_process_sweep(tmp_path):
         assert tables["packed"][width]["count"] == row["count"] == "2"
         for column in ("test/err", "train_eval/err", "num_params"):
             assert abs(float(tables["packed"][width][column]) - float(row[column])) <= 1e-6, (width, column)
+
+
+def test_the_packed_launchers_jobs_get_the_local_pools_threads_and_gpus():
+    # devices.sweep_job_device pins threads (and GPUs) in the local pool's workers; the packed
+    # launcher's workers are that pool's (they ran with every core's threads each when it was not).
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+
+    from dlfoundations.devices import is_local_pool
+
+    assert is_local_pool("hydra_plugins.dlfoundations_launcher.PackedLauncher")
+    assert is_local_pool("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher")
+    assert not is_local_pool("hydra._internal.core_plugins.basic_launcher.BasicLauncher")
+    assert not is_local_pool("no.such.Launcher")
+    assert any(c.__name__ == "PackedLauncher" for c in Plugins.instance().discover(Launcher))

@@ -68,7 +68,10 @@ def test_double_descent_sweeps_use_the_parallel_launcher_unless_told_otherwise(e
             "train", overrides=[f"experiment={experiment}", "hydra/launcher=basic"], return_hydra_config=True
         )
         plain = compose("train", overrides=["experiment=memorize_cpu"], return_hydra_config=True)
-    assert "Joblib" in default.hydra.launcher._target_
+    from dlfoundations.devices import is_local_pool
+
+    assert is_local_pool(default.hydra.launcher._target_)  # the local pool, or its packed launcher
+    assert ("PackedLauncher" in default.hydra.launcher._target_) == (experiment == "double_descent")
     assert "BasicLauncher" in basic.hydra.launcher._target_  # the command line still wins
     assert "BasicLauncher" in plain.hydra.launcher._target_  # other experiments are unchanged
 

@@ -104,6 +104,19 @@ def local_jobs(jobs_per_gpu: int, cpu_jobs: int | None) -> int:
     return cpu_jobs or os.cpu_count() or 1
 
 
+def is_local_pool(target: str) -> bool:
+    """Whether the launcher class ``target`` runs jobs in this machine's joblib worker pool
+    (``hydra/launcher=local``, ``packed``): decided by its class, not by its name."""
+    from hydra.utils import get_class
+
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+    try:
+        return issubclass(get_class(target), JoblibLauncher)
+    except Exception:  # not importable here: not the local pool
+        return False
+
+
 def slurm_cpus() -> int | None:
     """The CPUs SLURM gave this job (``SLURM_CPUS_PER_TASK``, else its CPU affinity); None outside SLURM."""
     if not os.environ.get("SLURM_JOB_ID"):
@@ -133,7 +146,7 @@ def sweep_job_device(trainer_args: dict, jobs_per_gpu: int = 1, cpu_threads: int
         yield
         return
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN or "Joblib" not in str(hydra_cfg.launcher.get("_target_", "")):
+    if hydra_cfg.mode != RunMode.MULTIRUN or not is_local_pool(str(hydra_cfg.launcher.get("_target_", ""))):
         yield
         return
     # After this worker's first GPU job it sees one GPU: the pool's size is what it saw before.

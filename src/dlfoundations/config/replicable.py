@@ -47,16 +47,17 @@ def supports_replicas(cls: type | None) -> bool:
 
 
 def check_pack_widths(cfg: DictConfig, widths: list[Any]) -> None:
-    """``pack_widths``: positive widths, and a model whose members stay exact when zero-padded to
-    the widest (an MLP whose activation is 0 at 0: relu, tanh)."""
+    """``pack_widths``: positive distinct widths; an MLP's activation 0 at 0 (relu, tanh). Other nets
+    are checked when built (dlfoundations.replicas.nets.check_padding: each member's outputs equal
+    its zero-padded copy's)."""
     if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths) or len(set(widths)) != len(widths):
         raise UserError(f"pack_widths={widths} must be distinct integers >= 1")
-    if target_class(cfg.model, "model") is not MLP:
+    if "width" not in (cfg.model or {}):
         raise UserError(
-            f"pack_widths: only an MLP (model=mlp) trains its widths zero-padded in one stack, not "
-            f"{cfg.model.get('_target_')}; sweep model.width=... as separate jobs (replicas=R for the seeds)"
+            f"pack_widths: model {cfg.model.get('_target_')} has no width to pack; "
+            "drop pack_widths (replicas=R for seeds)"
         )
-    if cfg.model.get("activation", "relu") not in ("relu", "tanh"):
+    if target_class(cfg.model, "model") is MLP and cfg.model.get("activation", "relu") not in ("relu", "tanh"):
         raise UserError(
             f"pack_widths: model.activation={cfg.model.activation} is not 0 at 0, so zero-padded units would "
             "not stay silent; use relu or tanh, or sweep model.width=... as separate jobs"
@@ -71,6 +72,8 @@ def check_replicable(cfg: DictConfig, trainer_args: dict[str, Any]) -> None:
     widths = list(cfg.get("pack_widths") or [])
     if widths:
         check_pack_widths(cfg, widths)
+        if replicas * len(widths) == 1:
+            raise UserError(f"pack_widths={widths} with replicas=1 is one model; use model.width={widths[0]}")
         replicas *= len(widths)
     if replicas == 1:
         return

@@ -42,6 +42,8 @@ class SweepSummary(Callback):
         self._pending: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.launcher.get("dry_run"):
+            return  # hydra/launcher=packed's dry run: it prints the plan and runs no job
         if is_launching_process():
             start_launch(Path(config.hydra.sweep.dir))  # the summary reads this launch's jobs only
             self._pending = config

@@ -10,9 +10,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
+from dlfoundations.errors import UserError
 from dlfoundations.replicas.data import ReplicatedDataModule
 from dlfoundations.replicas.nets import StackedNet, stack_nets
 from dlfoundations.seeding import seed_run
@@ -75,4 +77,12 @@ def build_pack(
         if load_weights is not None and weights:
             load_weights(net, weights)
         nets.append(net)
-    return ReplicatedDataModule(datamodules), stack_nets(nets)
+    shape = configs[0].data.get("input_shape")
+    # The padding check's inputs: their own generator, so no member's random stream moves.
+    example = torch.randn(8, *shape, generator=torch.Generator().manual_seed(0)) if shape else None
+    try:
+        stacked = stack_nets(nets, example)
+    except ValueError as err:
+        hint = "sweep model.width=... as separate jobs (replicas=R for the seeds)"
+        raise UserError(f"pack_widths: {err}; {hint}") from None
+    return ReplicatedDataModule(datamodules), stacked

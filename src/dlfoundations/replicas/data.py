@@ -68,11 +68,17 @@ class StackedLoader:
         # The replicas' index orders of this epoch as one [R, n] tensor: a batch of every replica
         # is one gather per tensor (the same batches as each replica's own loader yields).
         orders = torch.stack([loader.epoch_order() for loader in self.loaders])
-        replica = torch.arange(len(self.loaders), device=orders.device).unsqueeze(1)
-        for index in orders.split(self.loaders[0].batch_size, dim=1):
+        # Rows of the stacked sources [R * n, ...]: replica k's sample i is row k * n + i.
+        n = len(self.loaders[0].tensors[0])
+        flat = orders + n * torch.arange(len(self.loaders), device=orders.device).unsqueeze(1)
+        sources = [source.flatten(0, 1) if stacked else source for stacked, source in zip(self.stacked, self.sources)]
+        for index, rows in zip(
+            orders.split(self.loaders[0].batch_size, dim=1), flat.split(self.loaders[0].batch_size, dim=1)
+        ):
+            # index_select of whole rows: a third of advanced indexing's time on a CPU (measured).
             yield tuple(
-                source[replica, index] if stacked else source[index]
-                for stacked, source in zip(self.stacked, self.sources)
+                source.index_select(0, (rows if stacked else index).flatten()).view(*index.shape, *source.shape[1:])
+                for stacked, source in zip(self.stacked, sources)
             )
 
 

@@ -22,11 +22,19 @@ padded entries stay exactly zero under SGD (momentum, weight decay) and Adam/Ada
 trains exactly as its separate run (the same algorithm; sums over the extra zeros round alike in
 float64). :meth:`StackedNet.replica` and :meth:`StackedNet.replica_state_dict` cut a member back
 to its own shapes.
+
+Any other net of different widths (channels of the MNIST-1D CNN, CNN-k, ResNet18-k) stacks the
+same way (:func:`pad_net`): each member's tensors go into the leading corner of the widest member's
+(out- and in-channels alike, BatchNorm's weight, bias and statistics too), zeros elsewhere. A padded
+channel then computes 0 (a zero conv, BN of a constant 0 with weight and bias 0, ReLU and pooling of
+0) and passes no gradient back, so it stays exactly zero; :func:`check_padding` proves it for the
+net at hand in float64 (each member's outputs equal its padded copy's, train and eval mode) before
+any training, and refuses what does not keep to it, with dropout refused outright.
 """
 
 import copy
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -108,9 +116,32 @@ class StackedNet(nn.Module):
         return sum(p.numel() for p in self._members[k].parameters())
 
 
+class StackedLinear(torch.autograd.Function):
+    """``baddbmm(bias, x, weight^T)`` over stacked weights ``[R, out, in]``, with the backward
+    written in the weights' own layout: autograd's backward of the transposed view computes the
+    weight gradient as ``[R, in, out]`` and copies it into place, a quarter of a wide layer's time
+    on a CPU (benchmarks/RESULTS.md). The same products, so the same numbers (bit-identical here)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        need_x, need_weight, need_bias = ctx.needs_input_grad
+        return (
+            torch.bmm(grad, weight) if need_x else None,
+            torch.bmm(grad.transpose(1, 2), x) if need_weight else None,
+            grad.sum(1) if need_bias else None,
+        )
+
+
 class StackedMLP(StackedNet):
     """An :class:`~dlfoundations.models.MLP`'s replicas as batched matrix products: each linear layer
-    is one ``torch.baddbmm`` over the stacked weights; activations and dropout act elementwise."""
+    is one ``torch.baddbmm`` over the stacked weights (:class:`StackedLinear`; under autocast the
+    plain op, which autocast knows); activations and dropout act elementwise."""
 
     def __init__(self, nets: Sequence[nn.Module], members: Sequence[nn.Module] | None = None) -> None:
         super().__init__(nets, members)
@@ -122,6 +153,9 @@ class StackedMLP(StackedNet):
             if isinstance(layer, nn.Flatten):
                 x = x.flatten(2)
             elif isinstance(layer, nn.Linear):
+                if layer.bias is not None and not torch.is_autocast_enabled(x.device.type):
+                    x = StackedLinear.apply(x, layer.weight, layer.bias)
+                    continue
                 weight = layer.weight.transpose(1, 2)  # [R, in, out]
                 x = torch.bmm(x, weight) if layer.bias is None else torch.baddbmm(layer.bias.unsqueeze(1), x, weight)
             else:
@@ -167,11 +201,85 @@ def pad_mlp(net: MLP, sizes: Sequence[int]) -> MLP:
     return padded
 
 
-def stack_nets(nets: Sequence[nn.Module]) -> StackedNet:
-    """The stacked form of ``nets`` (replicas of one architecture, or MLPs that differ only in
+DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def pad_net(net: nn.Module, wide: nn.Module) -> nn.Module:
+    """A copy of ``wide`` (the same architecture, every tensor at least as large) holding ``net``'s
+    parameters and buffers in the leading corner of each tensor and zeros elsewhere."""
+    if type(net) is not type(wide):
+        raise ValueError(f"cannot pad a {type(net).__name__} to a {type(wide).__name__}")
+    dropout = [type(m).__name__ for m in net.modules() if isinstance(m, DROPOUT)]
+    if dropout:
+        raise ValueError(f"nets of different widths stack only without dropout; this one has {dropout[0]}")
+    own, padded = net.state_dict(), copy.deepcopy(wide)
+    with torch.no_grad():
+        for name, value in padded.state_dict().items():  # the tensors themselves: written in place
+            mine = own[name]
+            if mine.dim() != value.dim() or any(a > b for a, b in zip(mine.shape, value.shape)):
+                raise ValueError(f"{name}: {list(mine.shape)} does not fit in {list(value.shape)}")
+            value.zero_()
+            value[tuple(slice(0, n) for n in mine.shape)] = mine
+    return padded
+
+
+def check_padding(net: nn.Module, padded: nn.Module, example: Tensor, tol: float = 1e-10) -> None:
+    """``padded`` computes exactly ``net``: its outputs (train and eval mode) and the gradients of
+    ``net``'s own entries, while its padded entries get exactly zero gradient and its padded buffers
+    stay zero (float64, on copies). Zero gradient is what keeps padding zero under SGD (momentum,
+    weight decay) and Adam: an output-only check would miss a unit that is silent forward but
+    passes gradient back (a sigmoid's 0.5 into zero weights)."""
+
+    def fail(what: str) -> ValueError:
+        return ValueError(f"{type(net).__name__} does not keep zero-padded channels silent ({what})")
+
+    x = example.double()
+    for train in (True, False):
+        mine, theirs = (copy.deepcopy(n).double().train(train) for n in (net, padded))
+        out_mine, out_theirs = mine(x), theirs(x)
+        diff = (out_mine - out_theirs).abs().max().item()
+        if not diff <= tol:
+            raise fail(f"outputs differ by {diff:.2g} in {'train' if train else 'eval'} mode")
+        if not train:
+            continue
+        weights = torch.randn(out_mine.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        (out_mine * weights).sum().backward()
+        (out_theirs * weights).sum().backward()
+        own = dict(mine.named_parameters())
+        for name, value in theirs.named_parameters():
+            mine_grad = own[name].grad
+            if value.grad is None or mine_grad is None:
+                continue
+            grad, corner = value.grad.clone(), tuple(slice(0, n) for n in own[name].shape)
+            diff = (grad[corner] - mine_grad).abs().max().item()
+            grad[corner] = 0
+            if not diff <= tol:
+                raise fail(f"{name}: its gradient differs by {diff:.2g}")
+            if bool(grad.any()):
+                raise fail(f"{name}: its padding gets gradient {grad.abs().max().item():.2g}")
+        own_buffers = dict(mine.named_buffers())
+        for name, buffer in theirs.named_buffers():
+            rest = buffer.clone()
+            rest[tuple(slice(0, n) for n in own_buffers[name].shape)] = 0
+            if bool(rest.any()):
+                raise fail(f"{name}: its padding became non-zero")
+
+
+def stack_nets(nets: Sequence[nn.Module], example: Tensor | None = None) -> StackedNet:
+    """The stacked form of ``nets`` (replicas of one architecture, or nets that differ only in
     their widths, zero-padded to the widest): batched matrix products for an MLP,
-    :func:`torch.func.vmap` of the net's own forward for anything else."""
+    :func:`torch.func.vmap` of the net's own forward for anything else. ``example`` (a batch of
+    inputs) is what :func:`check_padding` runs nets other than MLPs of different widths on."""
     simple = (nn.Flatten, nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Dropout)
+    shapes = [[t.shape for t in n.state_dict().values()] for n in nets]
+    if any(s != shapes[0] for s in shapes) and not all(type(n) is MLP for n in nets):
+        if example is None:
+            raise ValueError("nets of different widths need an example input to check their padding")
+        wide = max(nets, key=lambda n: sum(t.numel() for t in n.state_dict().values()))
+        padded = [pad_net(n, wide) for n in nets]
+        for net, copy_ in zip(nets, padded):
+            check_padding(net, copy_, example)
+        return StackedNet(padded, members=nets)
     if all(type(n) is MLP for n in nets):
         mlps = [cast(MLP, n) for n in nets]
         sizes = [hidden_sizes(n) for n in mlps]
