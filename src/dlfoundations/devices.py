@@ -106,15 +106,18 @@ def local_jobs(jobs_per_gpu: int, cpu_jobs: int | None) -> int:
 
 def is_local_pool(target: str) -> bool:
     """Whether the launcher class ``target`` runs jobs in this machine's joblib worker pool
-    (``hydra/launcher=local``, ``packed``): decided by its class, not by its name."""
+    (``hydra/launcher=local``, ``packed``): decided by its class's bases, by their qualified names,
+    since Hydra's plugin scan re-executes plugin modules and so makes new class objects."""
     from hydra.utils import get_class
 
-    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-
     try:
-        return issubclass(get_class(target), JoblibLauncher)
+        bases = get_class(target).__mro__
     except Exception:  # not importable here: not the local pool
         return False
+    return any(f"{c.__module__}.{c.__qualname__}" == JOBLIB_LAUNCHER for c in bases)
+
+
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
 def slurm_cpus() -> int | None:
