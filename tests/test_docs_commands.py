@@ -1,4 +1,4 @@
-"""Every `python src/train.py ...` command the README and ARCHITECTURE.md show composes: the
+"""Every `python src/train.py ...` command the README, ARCHITECTURE.md and docs/ show composes: the
 option names, keys and values it uses exist (as `python src/train.py ... --cfg job` would check),
 and it passes the spine's own checks of the composed config."""
 
@@ -18,8 +18,8 @@ MISTAKES = {"data.batch_size=abc"}
 
 def documented_commands() -> list[str]:
     found = []
-    for doc in ("README.md", "ARCHITECTURE.md"):
-        for match in COMMAND.finditer((REPO / doc).read_text()):
+    for doc in [REPO / "README.md", REPO / "ARCHITECTURE.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for match in COMMAND.finditer(doc.read_text()):
             args = match.group(1).strip()
             if any(mark in args for mark in ("<", "...", "[")) or args in MISTAKES:
                 continue  # a template (<run dir>, [key=value ...]), not a command
@@ -49,3 +49,30 @@ def test_every_documented_command_composes(args, tmp_path):
     cfg = compose_config(first_job(args), str(tmp_path))
     validate(cfg)
     assert cfg.model._target_ and cfg.data._target_
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_of_the_docs_resolves():
+    """A link to a file that moved, or to a heading that was renamed, fails here (named)."""
+    docs = [REPO / "README.md", REPO / "ARCHITECTURE.md", *sorted((REPO / "docs").glob("*.md"))]
+    broken = []
+    for doc in docs:
+        for target in LINK.findall(doc.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", file.read_text(), flags=re.M)
+                if anchor not in {_anchor(h) for h in headings}:
+                    broken.append(f"{doc.name}: {target} (no such heading)")
+    assert not broken, broken

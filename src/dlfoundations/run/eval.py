@@ -41,7 +41,7 @@ from dlfoundations.run.checkpoints import check_checkpoint
 from dlfoundations.run.predict import load_inputs, write_predictions
 from dlfoundations.run.trainer import build_trainer, trainer_kwargs
 from dlfoundations.tasks import ClassificationModule
-from dlfoundations.tasks.classification import DIVERGED
+from dlfoundations.tasks.engine import DIVERGED
 
 log = logging.getLogger(__name__)
 # Taken from conf/eval.yaml, not from the evaluated run: where eval writes, what it logs, what it does.
