@@ -2,6 +2,8 @@
 #   make run    install into .venv if needed, then the main job (CPU-scale memorization)
 #   make test   install into .venv if needed, then the test suite without the slow tests (< 5 min)
 #   make test-all  the whole suite (CI): the slow tests too (CLI runs, sweeps, DDP, resume)
+#   make reproduce every CPU experiment of the course at its published settings, one results page
+#                  (reproduction/index.html); run it again after Ctrl-C to go on
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # The exact versions: constraints.txt (pyproject.toml has the ranges).
 TORCH_PINS := $(shell grep -E '^torch(vision)?==' constraints.txt)
 
-.PHONY: setup run test test-all lint bench memorize clean-logs
+.PHONY: setup run test test-all lint bench reproduce reproduce-quick memorize clean-logs
 
 setup: $(STAMP)
 
@@ -41,6 +43,14 @@ lint: $(STAMP)
 # Speed benchmarks (ratios against baselines measured in the same process): benchmarks/RESULTS.md
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# The course in one command (python -m dlfoundations.reproduce --help): reproduction/index.html, REPORT.md.
+reproduce: $(STAMP)
+	$(PY) -m dlfoundations.reproduce
+
+# The same pipeline on tiny epochs and grids (a complete page in about 2 minutes, not the results).
+reproduce-quick: $(STAMP)
+	$(PY) -m dlfoundations.reproduce --quick
 
 # The seed's full experiment (needs MNIST in data/MNIST/raw or a network; a GPU is advised).
 memorize: $(STAMP)

@@ -30,7 +30,7 @@ MLP = [
 CNN = [
     "experiment=memorize",
     "data=mnist_bundled",
-    "~data.subset_size",
+    "data.subset_size=null",
     "data.train_size=4000",
     "data.val_size=500",
     "data.test_size=500",

@@ -265,6 +265,7 @@ LAYERS = [
     ("run",),
     ("results",),
     ("launch",),
+    ("reproduce",),
 ]
 
 

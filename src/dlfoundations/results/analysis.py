@@ -77,7 +77,7 @@ def finish_sweep(
     touches what is already written."""
     from dlfoundations.results.heatmap import write_heatmaps
     from dlfoundations.results.report import find_reference, write_report
-    from dlfoundations.results.zhang import write_zhang
+    from dlfoundations.results.zhang import CORRUPTION_KEYS, write_zhang
 
     sweep_dir = Path(sweep_dir)
     written: dict[str, Path] = {}
@@ -96,10 +96,16 @@ def finish_sweep(
         elif listed:
             log.warning("figures: no heatmap: it needs a sweep over %s", heatmap_x)
     if Figure.zhang in figures:
-        if noise_key in group_keys and heatmap_x not in group_keys:
-            written.update(write_zhang(sweep_dir, analysis["rows"], noise_key))
+        # Zhang et al.'s corruptions: of the labels (a fraction) or of the inputs (a kind).
+        corruption = next((k for k in (noise_key, *CORRUPTION_KEYS) if k in group_keys), None)
+        if corruption and heatmap_x not in group_keys:
+            written.update(write_zhang(sweep_dir, analysis["rows"], corruption))
         elif listed:
-            log.warning("figures: no zhang figures: they need a sweep over %s (and not over %s)", noise_key, heatmap_x)
+            log.warning(
+                "figures: no zhang figures: they need a sweep over %s (and not over %s)",
+                " or ".join(dict.fromkeys((noise_key, *CORRUPTION_KEYS))),
+                heatmap_x,
+            )
     if Figure.report in figures and find_reference(sweep_dir):
         try:
             report = write_report(sweep_dir)

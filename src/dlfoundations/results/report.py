@@ -58,7 +58,13 @@ def find_reference(path: str | Path) -> dict[str, Any] | None:
     return None
 
 
+def _plain(value: Any) -> Any:
+    """An override's ``null`` (text) is the config's None."""
+    return None if value in ("null", "None") else value
+
+
 def _same(a: Any, b: Any) -> bool:
+    a, b = _plain(a), _plain(b)
     fa, fb = to_float(a), to_float(b)
     if fa is not None and fb is not None:
         return math.isclose(fa, fb, rel_tol=1e-9, abs_tol=1e-12)
@@ -102,6 +108,9 @@ def check_curve(measured: dict[Any, list[float]], curve: dict[str, Any]) -> dict
     """Point-by-point and peak verdicts of one reference curve against measured values per x."""
     checks = []
     for p in _points(curve):
+        if "at_most" in p or "at_least" in p:
+            checks.append(check_bound(measured, p))
+            continue
         x, y = (to_float(p.get("x")) if p.get("x") is not None else None), float(p["y"])
         tol = _tolerance({**curve, **{k: p[k] for k in ("tolerance", "rel_tolerance") if k in p}}, y)
         values = next(
@@ -139,12 +148,43 @@ def check_curve(measured: dict[Any, list[float]], curve: dict[str, Any]) -> dict
     }
 
 
+def _values_at(measured: dict[Any, list[float]], x: float | None) -> list[float] | None:
+    return next(
+        (
+            v
+            for mx, v in measured.items()
+            if (mx is None and x is None) or (mx is not None and x is not None and math.isclose(mx, x))
+        ),
+        None,
+    )
+
+
+def check_bound(measured: dict[Any, list[float]], point: dict[str, Any]) -> dict[str, Any]:
+    """A one-sided check (``{at_most: 1e-6}`` or ``{at_least: 0.1}``, optionally at ``x``): the
+    measured mean against a bound, for claims the source makes without a number to match."""
+    side = "at_most" if "at_most" in point else "at_least"
+    bound = float(point[side])
+    x = to_float(point.get("x")) if point.get("x") is not None else None
+    check = {"kind": "bound", "x": x, "published": bound, "rule": side.replace("_", " "), "note": point.get("note")}
+    values = _values_at(measured, x)
+    if not values:
+        return {**check, "verdict": MISSING}
+    mean, std, _ = mean_std_ci(values)
+    ok = mean <= bound if side == "at_most" else mean >= bound
+    return {**check, "measured": mean, "std": std, "n": len(values), "verdict": PASS if ok else FAIL}
+
+
 def check_peak(measured: dict[Any, list[float]], curve: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
-    """The measured peak (mean curve, within ``search``) against the published location and height."""
+    """The measured peak (mean curve, within ``search``) against the published location and height
+    (a peak without ``y``: its location only, for a source that predicts where, not how high)."""
     low, high = peak.get("search") or [-math.inf, math.inf]
     xs = sorted(x for x in measured if x is not None and low <= x <= high)
-    y_pub, x_pub = float(peak["y"]), float(peak["x"])
-    tol = _tolerance({**curve, **{k: peak[k] for k in ("tolerance", "rel_tolerance") if k in peak}}, y_pub)
+    y_pub, x_pub = (float(peak["y"]) if peak.get("y") is not None else None), float(peak["x"])
+    tol = (
+        _tolerance({**curve, **{k: peak[k] for k in ("tolerance", "rel_tolerance") if k in peak}}, y_pub)
+        if y_pub is not None
+        else None
+    )
     check = {"kind": "peak", "x": x_pub, "published": y_pub, "tolerance": tol, "search": [low, high]}
     if len(xs) < 3:
         return {**check, "verdict": MISSING, "note": f"needs >= 3 measured x in {low}..{high}, got {len(xs)}"}
@@ -161,12 +201,12 @@ def check_peak(measured: dict[Any, list[float]], curve: dict[str, Any], peak: di
     else:
         width = float(peak.get("x_tolerance", 0))
         x_ok, x_rule = abs(x_meas - x_pub) <= width, f"within ±{width:g}"
-    y_ok = abs(y_meas - y_pub) <= tol
+    y_ok = y_pub is None or tol is None or abs(y_meas - y_pub) <= tol
     return {
         **check,
         "measured_x": x_meas,
         "measured": y_meas,
-        "diff": y_meas - y_pub,
+        "diff": y_meas - y_pub if y_pub is not None else None,
         "x_rule": x_rule,
         "location_ok": x_ok,
         "height_ok": y_ok,
@@ -206,6 +246,17 @@ def build_report(path: str | Path) -> dict[str, Any]:
         "logx": bool(ref.get("logx", False)),
         "_rows": rows,
     }
+
+
+def published_text(check: dict[str, Any]) -> str:
+    """The published side of a check in words: a value, a bound, or a location only."""
+    if check["kind"] == "bound":
+        return f"{check['rule']} {_fmt(check['published'])}"
+    return _fmt(check["published"]) if check["published"] is not None else "(location only)"
+
+
+def tolerance_text(check: dict[str, Any]) -> str:
+    return f"±{_fmt(check['tolerance'])}" if check.get("tolerance") is not None else ""
 
 
 def _fmt(v: Any) -> str:
@@ -262,18 +313,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         for ch in curve["checks"]:
             measured = _fmt(ch.get("measured")) + (f" ± {ch['std']:.2g}" if ch.get("std") is not None else "")
-            x = _fmt(ch["x"]) if ch["kind"] == "point" else f"{_fmt(ch['x'])} (measured {_fmt(ch.get('measured_x'))})"
+            x = _fmt(ch["x"]) if ch["kind"] != "peak" else f"{_fmt(ch['x'])} (measured {_fmt(ch.get('measured_x'))})"
             verdict = ch["verdict"]
             if ch["kind"] == "peak" and "location_ok" in ch:
-                verdict += (
-                    f"; location {'ok' if ch['location_ok'] else 'off'} ({ch['x_rule']}), "
+                verdict += f"; location {'ok' if ch['location_ok'] else 'off'} ({ch['x_rule']}), " + (
                     f"height {'ok' if ch['height_ok'] else 'off'}"
+                    if ch["published"] is not None
+                    else "height not published"
                 )
             if ch.get("note"):
                 verdict += f"; {ch['note']}"
             lines.append(
-                f"| {ch['kind']} | {x} | {_fmt(ch['published'])} | {measured} | {_fmt(ch.get('n'))} | "
-                f"{_fmt(ch.get('diff'))} | ±{_fmt(ch['tolerance'])} | {verdict} |"
+                f"| {ch['kind']} | {x} | {published_text(ch)} | {measured} | {_fmt(ch.get('n'))} | "
+                f"{_fmt(ch.get('diff'))} | {tolerance_text(ch)} | {verdict} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -287,8 +339,17 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = report["curves"] or [{"name": "no reference curves", "checks": [], "x": None}]
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.2), squeeze=False)
+    # Curves the run did not measure at all (e.g. a label-noise sweep's checks in a single run) are
+    # named in the title, not drawn as empty panels; at most three panels a row.
+    measured_curves = [c for c in report["curves"] if any(ch["verdict"] != MISSING for ch in c["checks"])]
+    unmeasured = len(report["curves"]) - len(measured_curves)
+    curves = measured_curves or [{"name": "nothing measured that the reference covers", "checks": [], "x": None}]
+    cols = min(3, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    axes = [list(grid.flat)]
+    for spare in axes[0][len(curves) :]:
+        spare.set_visible(False)
     base = Path(report["path"])
     ref_curves = {c.get("name", c["metric"]): c for c in (find_reference(base) or {}).get("curves") or []}
     for ax, curve in zip(axes[0], curves):
@@ -300,6 +361,12 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
             plot_band(ax, pts, "std", label="measured (mean ± std)", color="C0")
         for ch in curve["checks"]:
             x = 1.0 if single else ch["x"] if ch["x"] is not None else 0.0
+            if ch["kind"] == "bound":  # a one-sided claim: a triangle pointing where the mean must lie
+                ax.plot([x], [ch["published"]], "v" if ch["rule"] == "at most" else "^", color="C2", markersize=8)
+                continue
+            if ch["published"] is None:  # a peak's location only
+                ax.axvline(x, color="C3", linestyle=":", linewidth=1)
+                continue
             color = {"point": "k", "peak": "C3"}[ch["kind"]]
             ax.errorbar(
                 [x],
@@ -313,6 +380,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         ax.plot([], [], "kx", label="published ± tolerance")
         if any(ch["kind"] == "peak" for ch in curve["checks"]):
             ax.plot([], [], "*", color="C3", label="published peak")
+        if any(ch["kind"] == "bound" for ch in curve["checks"]):
+            ax.plot([], [], "v", color="C2", label="bound (at most / at least)")
         if report["logx"] and curve["x"]:
             ax.set_xscale("log")
         if single:
@@ -324,7 +393,10 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(f"{curve['name']}\n{panel_verdict(curve['checks'])}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(textwrap.fill(f"{report['task_name'] or ''} vs {report['source']}", 40 * len(curves)), fontsize=9)
+    title = f"{report['task_name'] or ''} vs {report['source']}"
+    if unmeasured:
+        title += f" ({unmeasured} reference curve(s) not measured by this run: see report.md)"
+    fig.suptitle(textwrap.fill(title, 40 * cols), fontsize=9)
     fig.tight_layout()
     atomic_write_figure(fig, path)
     return Path(path)

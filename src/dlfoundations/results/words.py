@@ -8,7 +8,7 @@ WORDS = {
     "val/err": "validation error",
     "val/acc": "validation accuracy",
     "train_eval/err": "train error (noisy labels)",
-    "train_eval/acc": "train accuracy (noisy labels)",
+    "train_eval/acc": "train accuracy (training labels)",
     "train_clean/err": "train error (clean labels)",
     "train_clean/acc": "train accuracy (clean labels)",
     "train/loss": "training loss (running mean over the epoch)",
@@ -23,6 +23,8 @@ WORDS = {
     "model.activation": "activation",
     "data.label_noise": "label noise",
     "data.train_size": "training samples",
+    "data.subset_size": "training samples",
+    "data.input_corruption": "input corruption",
     "seed": "seed",
 }
 

@@ -1,0 +1,115 @@
+"""``python -m dlfoundations.reproduce [--only NAME ...] [--quick] [--out DIR]`` (``make reproduce``):
+every experiment of the course that runs offline on a CPU, at its published settings, one after
+another; then ``<out>/index.html`` and ``<out>/REPORT.md`` with every figure, check and verdict.
+
+Resumable: run it again after Ctrl-C and only what is missing runs (finished runs are kept, an
+interrupted run resumes from its last checkpoint). ``--quick`` runs tiny epochs and grids into
+``reproduction-quick/`` (a complete page in minutes, not the results). ``--page`` rewrites the page
+from what is there without running anything. ``--results NAME=DIR`` puts a run or sweep dir of a
+GPU-scale experiment (e.g. ``double_descent_resnet=logs/double_descent_resnet/multiruns/...``) on
+the page.
+
+Exit code 0 when every experiment it ran ended (the verdicts are on the page), 1 when one failed,
+2 for a usage mistake, 130 after Ctrl-C (the page shows what finished).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from dlfoundations.reproduce.course import COURSE, GPU_SCALE, by_name
+from dlfoundations.reproduce.page import write_page
+from dlfoundations.reproduce.runner import DONE, FAILED, read_status, run_experiment, train_command
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dlfoundations.reproduce",
+        description="Run the course's CPU experiments at their published settings and build one results page.",
+    )
+    names = ", ".join(e.name for e in COURSE)
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these experiments (of: {names})")
+    parser.add_argument("--quick", action="store_true", help="tiny epochs and grids: the pipeline, not the results")
+    parser.add_argument("--out", type=Path, help="output dir (default: reproduction/, or reproduction-quick/)")
+    parser.add_argument("--page", action="store_true", help="only rewrite the page from the runs already there")
+    parser.add_argument("--list", action="store_true", help="print the experiments and their commands, run nothing")
+    gpu = ", ".join(e.name for e in GPU_SCALE)
+    parser.add_argument(
+        "--results",
+        nargs="+",
+        default=[],
+        metavar="NAME=DIR",
+        help=f"run or sweep dirs of GPU-scale experiments ({gpu})",
+    )
+    return parser
+
+
+def _given(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Path]:
+    known = {e.name for e in GPU_SCALE}
+    given = {}
+    for pair in pairs:
+        name, eq, directory = pair.partition("=")
+        if not eq or name not in known:
+            parser.error(f"--results {pair}: give NAME=DIR with NAME one of {', '.join(sorted(known))}")
+        if not Path(directory).is_dir():
+            parser.error(f"--results {pair}: {directory} is not a directory")
+        given[name] = Path(directory)
+    return given
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        experiments = by_name(args.only)
+    except ValueError as err:
+        parser.error(str(err))
+    given = _given(args.results, parser)
+    out: Path = args.out or Path("reproduction-quick" if args.quick else "reproduction")
+    if args.list:
+        for e in COURSE:
+            print(f"{e.name}: {e.command()}")
+        for g in GPU_SCALE:
+            print(f"{g.name} (needs {g.needs}): {g.command}")
+        return 0
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file; give a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    if args.page:
+        page, _ = write_page(out, args.quick, given)
+        print(f"page: {page}")
+        return 0
+    ended = []
+    start = time.monotonic()
+    for i, experiment in enumerate(experiments, 1):
+        earlier = read_status(out, experiment.name)
+        if earlier and earlier.state == DONE and earlier.command == train_command(experiment, out, args.quick):
+            print(f"[{i}/{len(experiments)}] {experiment.name}: done earlier ({earlier.wall_seconds:.0f} s), kept")
+            ended.append(earlier)
+            continue
+        print(f"[{i}/{len(experiments)}] {experiment.name}: {experiment.title}", flush=True)
+        try:
+            status = run_experiment(experiment, out, args.quick, say=lambda line: print(line, flush=True))
+        except KeyboardInterrupt:
+            page, _ = write_page(out, args.quick, given)
+            print(f"interrupted; the page shows what finished: {page}\nrun the same command again to go on")
+            return 130
+        ended.append(status)
+        print(
+            f"[{i}/{len(experiments)}] {experiment.name}: {status.state}, {status.finished_runs} runs finished"
+            + (f", {status.failed_runs} failed" if status.failed_runs else "")
+            + f", {status.wall_seconds:.0f} s (log: {out / status.log})",
+            flush=True,
+        )
+        write_page(out, args.quick, given)  # a page after every experiment: Ctrl-C loses nothing
+    page, items = write_page(out, args.quick, given)
+    print(f"\n{'experiment':28} verdict")
+    for item in items:
+        print(f"{item.name:28} {item.verdict}")
+    print(f"\npage: {page}  ({time.monotonic() - start:.0f} s)")
+    return 1 if any(s.state == FAILED or s.failed_runs for s in ended) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

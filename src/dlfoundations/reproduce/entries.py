@@ -1,0 +1,133 @@
+"""What the reproduction's page shows of each experiment, read from its records (sweep dir,
+report, status file) only: its figures, its checks and one verdict. An experiment that did not run,
+was interrupted or failed shows as such, never as a pass."""
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlfoundations.errors import UserError
+from dlfoundations.record.collect import collect
+from dlfoundations.reproduce.course import COURSE, GPU_SCALE, Experiment, GpuExperiment
+from dlfoundations.reproduce.runner import DONE, FAILED, INTERRUPTED, Status, read_status, sweep_dir
+from dlfoundations.results.report import build_report
+
+PASSED, OUT, NOT_DONE, INFO = "pass", "fail", "missing", "info"  # verdict classes (colours on the page)
+
+
+@dataclass
+class Entry:
+    """One experiment of the page."""
+
+    name: str
+    title: str
+    command: str
+    verdict: str
+    kind: str  # PASSED, OUT, NOT_DONE or INFO
+    directory: Path | None = None
+    status: Status | None = None
+    report: dict[str, Any] | None = None
+    figures: list[Path] = field(default_factory=list)
+    failed_runs: list[dict[str, str]] = field(default_factory=list)
+    finished_runs: int = 0
+    gpu: bool = False
+    note: str = ""
+
+
+def _figures(directory: Path, patterns: tuple[str, ...]) -> list[Path]:
+    found: list[Path] = []
+    for pattern in patterns:
+        for match in sorted(glob.glob(str(directory / pattern))):
+            if Path(match) not in found:
+                found.append(Path(match))
+    return found
+
+
+def _report(directory: Path) -> dict[str, Any] | None:
+    try:
+        return build_report(directory)
+    except UserError:  # no reference, or no finished run yet
+        return None
+
+
+def check_verdict(report: dict[str, Any]) -> tuple[str, str]:
+    """The verdict of a report's checks: reproduced only when every measured check is within
+    tolerance and there is at least one."""
+    total = report["passed"] + report["out_of_tolerance"]
+    # Checks of the reference that this sweep does not cover (another sweep's, e.g. a label-noise
+    # sweep's in a single run, or grid points a quick run leaves out): said, never counted as passes.
+    missing = (
+        f"; {report['not_measured']} of the reference's checks not measured here" if report["not_measured"] else ""
+    )
+    if report["out_of_tolerance"]:
+        return f"{report['out_of_tolerance']} of {total} checks out of tolerance{missing}", OUT
+    if not total:
+        return "nothing measured that the reference covers", NOT_DONE
+    return f"reproduced: {report['passed']} of {total} checks within tolerance{missing}", PASSED
+
+
+def course_entry(experiment: Experiment, out: Path, quick: bool) -> Entry:
+    directory = sweep_dir(out, experiment.name)
+    status = read_status(out, experiment.name)
+    entry = Entry(experiment.name, experiment.title, experiment.command(), "not run", NOT_DONE, directory, status)
+    entry.note = experiment.note
+    if directory.exists():
+        rows, failed = collect(directory)
+        entry.finished_runs = len(rows)
+        entry.failed_runs = failed
+        entry.figures = _figures(directory, experiment.figures)
+        entry.report = _report(directory) if rows else None
+    entry.verdict, entry.kind = _verdict(entry, status)
+    return entry
+
+
+def _verdict(entry: Entry, status: Status | None) -> tuple[str, str]:
+    expected = status.expected_runs if status else None
+    of = f" of {expected}" if expected else ""
+    if status is None and entry.finished_runs == 0:
+        return ("not run" if not entry.failed_runs else "interrupted: no run finished"), NOT_DONE
+    if status is None or status.state == INTERRUPTED:
+        return f"interrupted: {entry.finished_runs}{of} runs finished", NOT_DONE
+    if status.state == FAILED and entry.finished_runs == 0:
+        return f"failed (exit code {status.exit_code}, see the log)", OUT
+    if entry.report is None:
+        if entry.finished_runs == 0:
+            return "no run finished", OUT
+        verdict, kind = "finished; its experiment publishes no numbers to check", INFO
+    else:
+        verdict, kind = check_verdict(entry.report)
+    problems = []
+    if entry.failed_runs:
+        problems.append(f"{len(entry.failed_runs)} runs failed")
+    if expected and entry.finished_runs < expected:
+        problems.append(f"only {entry.finished_runs}{of} runs finished")
+    if status.state != DONE:
+        problems.append(f"the command ended with exit code {status.exit_code}")
+    if problems:
+        return f"{verdict}; " + "; ".join(problems), OUT
+    return verdict, kind
+
+
+def gpu_entry(experiment: GpuExperiment, given: Path | None) -> Entry:
+    if given is None:
+        return Entry(experiment.name, experiment.title, experiment.command, f"needs {experiment.needs}", INFO, gpu=True)
+    entry = Entry(experiment.name, experiment.title, experiment.command, "", NOT_DONE, given, gpu=True)
+    rows, failed = collect(given)
+    entry.finished_runs, entry.failed_runs = len(rows), failed
+    entry.figures = _figures(given, experiment.figures)
+    entry.report = _report(given) if rows else None
+    if not rows:
+        entry.verdict, entry.kind = f"no finished run in {given}", OUT
+    elif entry.report is None:
+        entry.verdict, entry.kind = "finished; no reference block to check", INFO
+    else:
+        entry.verdict, entry.kind = check_verdict(entry.report)
+        if failed:
+            entry.verdict, entry.kind = f"{entry.verdict}; {len(failed)} runs failed", OUT
+    return entry
+
+
+def entries(out: Path, quick: bool, given: dict[str, Path] | None = None) -> list[Entry]:
+    given = given or {}
+    return [course_entry(e, out, quick) for e in COURSE] + [gpu_entry(e, given.get(e.name)) for e in GPU_SCALE]

@@ -1,0 +1,196 @@
+"""Run the course's experiments one after another, each a sweep into ``<out>/runs/<name>``.
+
+Each experiment is ``python -m dlfoundations.run.train -m <overrides> hydra.sweep.dir=<out>/runs/<name>
+skip_finished=true`` in a child process (its output in ``<out>/logs/<name>.log``), so a second
+``make reproduce`` after Ctrl-C re-runs only the runs that have no results (an interrupted job
+resumes from its own last checkpoint). ``<out>/status/<name>.json`` records how each experiment
+ended (its command, exit code, wall time summed over attempts); an experiment that ended with the
+same command is not started again.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlfoundations.atomic import atomic_write_json
+from dlfoundations.config.overrides import override_key
+from dlfoundations.record.collect import collect
+from dlfoundations.record.jobs import read_record
+from dlfoundations.reproduce.course import Experiment
+
+DONE, INTERRUPTED, FAILED = "done", "interrupted", "failed"
+POLL_SECONDS = 5.0
+
+
+@dataclass
+class Status:
+    """How an experiment of the reproduction ended (``<out>/status/<name>.json``)."""
+
+    name: str
+    command: list[str]
+    state: str = ""  # done | interrupted | failed
+    exit_code: int | None = None
+    wall_seconds: float = 0.0  # summed over attempts
+    attempts: int = 0
+    expected_runs: int | None = None
+    finished_runs: int = 0
+    failed_runs: int = 0
+    log: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def sweep_dir(out: Path, name: str) -> Path:
+    return out / "runs" / name
+
+
+def status_path(out: Path, name: str) -> Path:
+    return out / "status" / f"{name}.json"
+
+
+def read_status(out: Path, name: str) -> Status | None:
+    path = status_path(out, name)
+    if not path.exists():
+        return None
+    try:
+        return Status(**read_record(path))
+    except Exception:  # a damaged status file: the experiment runs again (its finished runs are kept)
+        return None
+
+
+def merged(overrides: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """``overrides`` with ``extra`` applied: an extra override replaces the one of its key."""
+    replaced = {override_key(o) for o in extra}
+    return [o for o in overrides if override_key(o) not in replaced] + list(extra)
+
+
+def overrides_of(experiment: Experiment, quick: bool) -> list[str]:
+    return merged(experiment.overrides, experiment.quick) if quick else list(experiment.overrides)
+
+
+def train_command(experiment: Experiment, out: Path, quick: bool) -> list[str]:
+    """The child process's command line (the launcher and record settings last)."""
+    return [
+        sys.executable,
+        "-m",
+        "dlfoundations.run.train",
+        "-m",
+        *overrides_of(experiment, quick),
+        f"hydra.sweep.dir={sweep_dir(out, experiment.name).resolve()}",
+        "skip_finished=true",
+    ]
+
+
+def expected_runs(overrides: Sequence[str]) -> int | None:
+    """How many runs the multirun of ``overrides`` has: the product of its sweep values, those of
+    the command line over the experiment's ``hydra.sweeper.params``. None where it cannot be told."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(list(overrides))
+        counts = {o.get_key_element(): len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override()}
+        fixed = [text for text, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+        with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
+            cfg = compose("train", overrides=fixed, return_hydra_config=True)
+        for key, values in (cfg.hydra.sweeper.get("params") or {}).items():
+            if key not in counts:
+                (override,) = parser.parse_overrides([f"{key}={values}"])
+                counts[key] = len(list(override.sweep_string_iterator())) if override.is_sweep_override() else 1
+    except Exception:  # the child reports a bad override itself, in one line
+        return None
+    # A job of replicas=R trains R runs (R seeds); a pack_widths job its widths x R.
+    total = int(cfg.get("replicas") or 1) * max(1, len(cfg.get("pack_widths") or []))
+    for count in counts.values():
+        total *= count
+    return total
+
+
+def _progress_line(name: str, finished: int, failed: int, expected: int | None, elapsed: float) -> str:
+    of = f"/{expected}" if expected else ""
+    bad = f", {failed} failed" if failed else ""
+    return f"  {name}: {finished}{of} runs finished{bad}, {_clock(elapsed)} elapsed"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _counts(directory: Path) -> tuple[int, int]:
+    """(finished, failed) runs of the sweep dir so far, as its summary would count them."""
+    if not directory.exists():
+        return 0, 0
+    try:
+        rows, failed = collect(directory)
+    except Exception:  # a job writing its files right now: counted at the next poll
+        return -1, -1
+    return len(rows), sum(1 for f in failed if "results.json" not in f.get("error", ""))
+
+
+def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable[[str], None] = print) -> Status:
+    """Run one experiment (resuming what an earlier attempt left); returns its status. Ctrl-C
+    stops the child (it writes the summary of its finished runs), records the experiment as
+    interrupted and raises KeyboardInterrupt."""
+    directory = sweep_dir(out, experiment.name)
+    command = train_command(experiment, out, quick)
+    earlier = read_status(out, experiment.name)
+    status = earlier if earlier is not None and earlier.command == command else Status(experiment.name, command)
+    status.expected_runs = expected_runs(overrides_of(experiment, quick))
+    log_path = out / "logs" / f"{experiment.name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    status.log = str(log_path.relative_to(out))
+    start = time.monotonic()
+    with log_path.open("a") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)}\n")
+        log.flush()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        shown = (-2, -2)
+        try:
+            while True:
+                try:
+                    child.wait(timeout=POLL_SECONDS)  # returns as soon as the child ends
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                counts = _counts(directory)
+                if counts != shown and counts[0] >= 0:
+                    shown = counts
+                    say(_progress_line(experiment.name, *counts, status.expected_runs, time.monotonic() - start))
+        except KeyboardInterrupt:
+            # The child got the same SIGINT (one process group): it stops its runs and summarizes.
+            _wait(child)
+            _record(status, out, directory, INTERRUPTED, child.returncode, time.monotonic() - start)
+            raise
+    code = child.returncode
+    # Exit 0: every run finished; 1: some runs failed (the summary names them); other codes: the
+    # command itself failed (a bad override, a crash before any run) or was stopped by a signal.
+    state = DONE if code in (0, 1) else INTERRUPTED if code in (130, -2) else FAILED
+    return _record(status, out, directory, state, code, time.monotonic() - start)
+
+
+def _wait(child: subprocess.Popen) -> None:
+    try:
+        child.wait(timeout=120)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        child.kill()
+        child.wait()
+
+
+def _record(status: Status, out: Path, directory: Path, state: str, code: int | None, seconds: float) -> Status:
+    finished, failed = _counts(directory)
+    status.state, status.exit_code = state, code
+    status.wall_seconds = round(status.wall_seconds + seconds, 1)
+    status.attempts += 1
+    status.finished_runs, status.failed_runs = max(finished, 0), max(failed, 0)
+    status.history.append(
+        {"ended": time.strftime("%Y-%m-%d %H:%M:%S"), "state": state, "exit_code": code, "seconds": round(seconds, 1)}
+    )
+    atomic_write_json(status_path(out, status.name), asdict(status))
+    return status

@@ -1,0 +1,229 @@
+"""make reproduce (dlfoundations.reproduce): the course's commands exist, the runner resumes, and the
+page says for every experiment what happened: never a pass for a run that is missing or failed."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from dlfoundations.atomic import atomic_write_json
+from dlfoundations.config.checks import validate
+from dlfoundations.config.compose import compose_config
+from dlfoundations.reproduce.course import COURSE, GPU_SCALE, by_name
+from dlfoundations.reproduce.entries import NOT_DONE, OUT, PASSED, entries
+from dlfoundations.reproduce.page import check_rows, write_page
+from dlfoundations.reproduce.runner import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    Status,
+    expected_runs,
+    merged,
+    overrides_of,
+    status_path,
+    sweep_dir,
+    train_command,
+)
+from tests.synthetic_sweeps import make_sweep
+
+
+def first_job(overrides: list[str]) -> list[str]:
+    """A sweep's first job: each comma list's first value (the hydra launcher choice dropped)."""
+    out = []
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.startswith("hydra/"):
+            continue
+        out.append(f"{key}={value.split(',')[0]}" if "," in value and not value.startswith("[") else o)
+    return out
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+@pytest.mark.parametrize("experiment", COURSE, ids=[e.name for e in COURSE])
+def test_every_course_command_composes(experiment, quick, tmp_path):
+    cfg = compose_config(first_job(overrides_of(experiment, quick)), str(tmp_path))
+    validate(cfg)
+    assert cfg.reference is not None, f"{experiment.name}: the page needs a reference block to check"
+
+
+def test_the_course_counts_its_runs_from_the_sweep_grids():
+    # Sweep values of the command line times those of the experiment's hydra.sweeper.params.
+    (dd,) = by_name(["double_descent"])
+    assert expected_runs(overrides_of(dd, quick=False)) == 19 * 2 * 5
+    assert expected_runs(overrides_of(dd, quick=True)) == 3 * 2  # widths 47, 9, 2 x seeds 0, 1
+    (cnn,) = by_name(["double_descent_mnist1d_cnn"])
+    assert expected_runs(overrides_of(cnn, quick=False)) == 29 * 3
+    (samples,) = by_name(["double_descent_samples"])  # replicas=3: three seeds' runs in each job
+    assert expected_runs(overrides_of(samples, quick=False)) == 11 * 3
+    (single,) = by_name(["memorize_cpu"])
+    assert expected_runs(overrides_of(single, quick=False)) == 1
+    assert expected_runs(["experiment=nonexistent"]) is None  # the child says why, in one line
+
+
+def test_quick_overrides_replace_the_full_ones_of_their_key():
+    assert merged(["a=1,2", "b=3", "+c=4"], ["a=1", "c=5"]) == ["b=3", "a=1", "c=5"]
+    (zhang,) = by_name(["zhang_label_noise"])
+    quick = overrides_of(zhang, quick=True)
+    assert [o for o in quick if o.startswith("data.label_noise=")] == ["data.label_noise=0,1.0"]
+    with pytest.raises(ValueError, match="unknown experiment.*the course has: memorize_cpu"):
+        by_name(["memorise_cpu"])
+
+
+def test_the_child_command_writes_into_the_reproductions_sweep_dir_and_skips_finished_runs(tmp_path):
+    (dd,) = by_name(["double_descent"])
+    command = train_command(dd, tmp_path, quick=False)
+    assert command[1:4] == ["-m", "dlfoundations.run.train", "-m"]
+    assert f"hydra.sweep.dir={(tmp_path / 'runs' / 'double_descent').resolve()}" in command
+    assert command[-1] == "skip_finished=true"
+
+
+def _status(out, name, state, finished, expected, code=0, command=None):
+    status = Status(name, command or ["x"], state, code, 12.0, 1, expected, finished, 0, f"logs/{name}.log")
+    atomic_write_json(status_path(out, name), status.__dict__)
+
+
+def _reference(points):
+    return {
+        "reference": {
+            "source": "test",
+            "curves": [
+                {"name": "acc", "metric": "test/acc", "x": "model.width", "tolerance": 0.05, "points": points},
+            ],
+        }
+    }
+
+
+def test_verdicts_never_call_a_missing_interrupted_or_failed_experiment_a_pass(tmp_path):
+    out = tmp_path / "out"
+    jobs = [({"model.width": w}, {"test/acc": 0.5}, w) for w in (1, 2)]
+    # memorize_cpu: both runs within tolerance, the command done -> reproduced.
+    make_sweep(sweep_dir(out, "memorize_cpu"), jobs, _reference([[1, 0.5], [2, 0.52]]))
+    _status(out, "memorize_cpu", DONE, 2, 2)
+    # zhang_label_noise: the same results, but interrupted after 2 of 18 runs.
+    make_sweep(sweep_dir(out, "zhang_label_noise"), jobs, _reference([[1, 0.5]]))
+    _status(out, "zhang_label_noise", INTERRUPTED, 2, 18, code=130)
+    # zhang_inputs: a check out of tolerance.
+    make_sweep(sweep_dir(out, "zhang_inputs"), jobs, _reference([[1, 0.9]]))
+    _status(out, "zhang_inputs", DONE, 2, 2)
+    # bn_fold_cpu: the command failed before any run.
+    _status(out, "bn_fold_cpu", FAILED, 0, 1, code=2)
+    # gradient_flow: every check within tolerance, but one run has no results (it failed).
+    sweep = make_sweep(sweep_dir(out, "gradient_flow"), jobs, _reference([[1, 0.5]]))
+    (sweep / "1" / "results.json").unlink()
+    (sweep / "1" / "failure.json").write_text(json.dumps({"error": "boom"}))
+    _status(out, "gradient_flow", DONE, 1, 2, code=1)
+    # double_descent_rf: done, its runs all within tolerance, but fewer than the grid has.
+    make_sweep(sweep_dir(out, "double_descent_rf"), jobs, _reference([[1, 0.5]]))
+    _status(out, "double_descent_rf", DONE, 2, 150)
+
+    found = {e.name: e for e in entries(out, quick=False)}
+    assert (found["memorize_cpu"].kind, found["memorize_cpu"].verdict) == (
+        PASSED,
+        "reproduced: 2 of 2 checks within tolerance",
+    )
+    assert found["zhang_label_noise"].kind == NOT_DONE
+    assert found["zhang_label_noise"].verdict == "interrupted: 2 of 18 runs finished"
+    assert found["zhang_inputs"].kind == OUT and found["zhang_inputs"].verdict.startswith("1 of 1 checks out of")
+    assert found["bn_fold_cpu"].kind == OUT and "failed (exit code 2" in found["bn_fold_cpu"].verdict
+    assert found["gradient_flow"].kind == OUT and "1 runs failed" in found["gradient_flow"].verdict
+    assert found["double_descent_rf"].kind == OUT and "only 2 of 150 runs finished" in found["double_descent_rf"].verdict
+    assert found["double_descent"].verdict == "not run" and found["double_descent"].kind == NOT_DONE
+    gpu = [found[g.name] for g in GPU_SCALE]
+    assert all(e.verdict.startswith("needs ") and e.kind != PASSED for e in gpu)
+    assert sum(e.kind == PASSED for e in found.values()) == 1
+
+
+def test_the_page_lists_every_experiment_and_check_with_relative_links(tmp_path):
+    out = tmp_path / "out"
+    jobs = [({"model.width": w, "seed": s}, {"test/acc": 0.5 + 0.01 * s}, w) for w in (1, 2) for s in (0, 1)]
+    sweep = make_sweep(sweep_dir(out, "double_descent"), jobs, _reference([[1, 0.5], [2, 0.9], [4, 0.5]]))
+    (sweep / "summary.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    _status(out, "double_descent", DONE, 4, 4)
+    page, items = write_page(out, quick=False)
+    text = page.read_text()
+    assert len(re.findall(r'<tr class="experiment-row"', text)) == len(COURSE) + len(GPU_SCALE)
+    assert len(re.findall(r'<tr class="check-row"', text)) == 3  # one per published point
+    assert "0.505 ± 0.0071 (n=2)" in text  # width 1: mean and std over the two seeds
+    assert 'src="runs/double_descent/summary.png"' in text
+    assert str(tmp_path) not in text  # every link relative: the folder can be moved or shared
+    markdown = (out / "REPORT.md").read_text()
+    assert "| double_descent" not in markdown or "[double_descent](#double_descent)" in markdown
+    assert markdown.count("not measured") >= 1 and "OUT OF TOLERANCE" in markdown
+
+
+def chromium() -> str:
+    """Debian's chromium (``.ci/run`` installs it); where it is missing the browser test is skipped,
+    saying so, except under CI (``CI`` set), where it fails."""
+    import shutil
+
+    found = os.environ.get("DLF_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    message = "needs Debian's chromium (apt-get install chromium) for the page's browser test"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def open_page(page_path, screenshot=None) -> dict:
+    """Load the page in headless Chromium at a laptop's size; what loaded and what complained."""
+    from playwright.sync_api import sync_playwright
+
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), headless=True, args=flags)
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+        page.goto(page_path.resolve().as_uri(), wait_until="load")
+        seen = page.evaluate(
+            """() => ({
+                images: Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth]),
+                experiments: Array.from(document.querySelectorAll('tr.experiment-row')).map(r => r.dataset.name),
+                checks: document.querySelectorAll('tr.check-row').length,
+                overflow: document.documentElement.scrollWidth - window.innerWidth,
+            })"""
+        )
+        if screenshot:
+            page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return {**seen, "errors": errors}
+
+
+@pytest.mark.slow
+def test_quick_reproduction_builds_a_page_that_loads_in_a_real_browser_and_resumes(tmp_path):
+    chromium()  # before the run: a machine without the browser says so at once
+    out = tmp_path / "reproduction-quick"
+    command = [sys.executable, "-m", "dlfoundations.reproduce", "--quick", "--out", str(out)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DLF_DATA_DIR": str(tmp_path / "data")}
+    first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    for experiment in COURSE:  # progress per experiment: a start and an end line each
+        assert re.search(rf"\] {experiment.name}: done, \d+ runs finished", first.stdout), experiment.name
+
+    seen = open_page(out / "index.html", screenshot=tmp_path / "page.png")
+    assert seen["errors"] == []
+    assert seen["experiments"] == [e.name for e in COURSE] + [g.name for g in GPU_SCALE]
+    broken = [src for src, width in seen["images"] if width <= 0]
+    assert not broken and len(seen["images"]) >= len(COURSE), (broken, seen["images"])
+    items = entries(out, quick=True)
+    assert seen["checks"] == sum(len(check_rows(e.report)) for e in items if e.report)
+    assert all(e.report is not None for e in items if not e.gpu)  # every CPU experiment checked something
+    assert seen["overflow"] <= 0  # nothing wider than a laptop's screen
+
+    # Resumable: what finished is kept, nothing runs again.
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("done earlier") == len(COURSE)
