@@ -46,3 +46,18 @@ def test_mlp_flattens_images_and_rejects_unknown_activation():
     assert MLP(in_features=784, width=8, depth=1)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ValueError, match="relu"):
         MLP(in_features=4, activation="gelu")
+
+
+def test_he_init_keeps_the_alexnets_output_dependent_on_its_input():
+    """model.init=kaiming (memorize_digits): at PyTorch's default init the 8-layer AlexNet's logits
+    barely depend on the input (each ReLU layer shrinks the variance about 3x); He init keeps it."""
+    x = torch.rand(256, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    spread = {}
+    for init in ("default", "kaiming"):
+        torch.manual_seed(0)
+        net = MNISTAlexNet(width=0.25, init=init).eval()
+        with torch.no_grad():
+            spread[init] = net(x).std(0).mean().item()  # logits' std across inputs
+    assert spread["default"] < 1e-3 and spread["kaiming"] > 0.05, spread
+    with pytest.raises(ValueError, match="model.init must be one of"):
+        MNISTAlexNet(width=0.25, init="xavier")

@@ -8,6 +8,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from dlfoundations.atomic import atomic_write_figure
 from dlfoundations.replicas.training import replica_prefix, runs_in, split_by_replica
+from dlfoundations.words import words
 
 
 class TrainingCurves(L.Callback):
@@ -71,7 +72,7 @@ class TrainingCurves(L.Callback):
                     ax_loss = ax.twinx()
                     ax_loss.set_ylabel("loss")
                 target = ax_loss
-            target.plot(*zip(*points), label=name, color=f"C{i}", linestyle="--" if is_loss else "-")
+            target.plot(*zip(*points), label=words(name), color=f"C{i}", linestyle="--" if is_loss else "-")
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy")
         handles = [h for a in (ax, ax_loss) if a is not None for h in a.get_legend_handles_labels()[0]]

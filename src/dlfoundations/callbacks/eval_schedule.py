@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from dlfoundations.atomic import atomic_write_figure, atomic_write_text
 from dlfoundations.errors import UserError
 from dlfoundations.replicas.training import replica_prefix, runs_in, split_by_replica
+from dlfoundations.words import words
 
 SPACINGS = ("log", "linear", "all")
 
@@ -142,7 +143,7 @@ def plot_history(history: list[dict[str, float]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, name in enumerate(names):
         points = [(h["epoch"], 1.0 - h[name]) for h in history if name in h]
-        ax.plot(*zip(*points), marker="o", markersize=3, color=f"C{i}", label=name[:-4] + "/err")
+        ax.plot(*zip(*points), marker="o", markersize=3, color=f"C{i}", label=words(name[:-4] + "/err"))
     ax.set_xscale("log")
     ax.set_xlabel("epoch (evaluated epochs)")
     ax.set_ylabel("error")

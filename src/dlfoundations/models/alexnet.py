@@ -8,6 +8,8 @@ width sweeps.
 import torch
 from torch import nn
 
+from dlfoundations.models.layers import initialize
+
 
 def _scaled(n: int, width: float) -> int:
     return max(1, round(n * width))
@@ -17,6 +19,7 @@ class MNISTAlexNet(nn.Module):
     """Conv(1,96,k4)-ReLU, Conv(96,96,k3)-ReLU, Conv(96,256,k5,p2)-ReLU, MaxPool(3,2),
     Conv(256,384,k3,p1)-ReLU, Conv(384,384,k3,p1)-ReLU, Conv(384,256,k3,p1)-ReLU, MaxPool(3,2),
     flatten, Dropout, Linear(.,800)-ReLU, Linear(800,num_classes); channel counts times ``width``.
+    ``init="kaiming"``: He init instead of PyTorch's default (:func:`~dlfoundations.models.layers.initialize`).
     """
 
     def __init__(
@@ -26,6 +29,7 @@ class MNISTAlexNet(nn.Module):
         width: float = 1.0,
         dropout: float = 0.5,
         input_size: int = 28,
+        init: str = "default",
     ) -> None:
         super().__init__()
         if width <= 0:
@@ -57,6 +61,7 @@ class MNISTAlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
+        initialize(self, init)  # "default": the seed's (PyTorch's) init, untouched
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

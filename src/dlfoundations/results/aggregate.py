@@ -19,7 +19,7 @@ from dlfoundations.config.overrides import override_values
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import collect, config_value, read_overrides, to_float, with_errors
 from dlfoundations.record.jobs import read_record
-from dlfoundations.results.words import words
+from dlfoundations.words import words
 
 BANDS = ("std", "ci95", "none")
 BAND_LABEL = {"std": "band: mean ± std over seeds", "ci95": "band: 95% CI of the mean over seeds", "none": ""}

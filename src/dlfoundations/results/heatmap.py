@@ -15,7 +15,7 @@ from dlfoundations.atomic import atomic_write_figure
 from dlfoundations.config.overrides import override_values
 from dlfoundations.record.collect import config_value, job_dirs, read_history, read_overrides, to_float
 from dlfoundations.results.aggregate import varying_keys
-from dlfoundations.results.words import words
+from dlfoundations.words import words
 
 ERRORS = ("test/err", "train_eval/err", "train_clean/err")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from dlfoundations.atomic import atomic_write_figure
 from dlfoundations.record.collect import to_float
-from dlfoundations.results.words import words
+from dlfoundations.words import words
 
 
 def group_value(value: Any) -> float | int | str:

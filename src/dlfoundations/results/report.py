@@ -31,7 +31,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.record.collect import config_value, to_float
 from dlfoundations.results.aggregate import job_overrides, load_rows, mean_std_ci, plot_band, value_of, varying_keys
 from dlfoundations.results.threshold import find_peak
-from dlfoundations.results.words import words
+from dlfoundations.words import words
 
 PASS, FAIL, MISSING = "within tolerance", "OUT OF TOLERANCE", "not measured"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from dlfoundations.atomic import atomic_write_json
 from dlfoundations.record.collect import config_value, to_float
-from dlfoundations.results.words import words
+from dlfoundations.words import words
 
 
 def _point(x: float, num_params: float | None, train_size: int | None, **values: float) -> dict[str, Any]:

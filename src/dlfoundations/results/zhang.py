@@ -17,7 +17,7 @@ from dlfoundations.atomic import atomic_write_csv, atomic_write_figure
 from dlfoundations.record.collect import config_value, to_float
 from dlfoundations.record.jobs import read_record
 from dlfoundations.results.aggregate import mean_std_ci
-from dlfoundations.results.words import words
+from dlfoundations.words import words
 
 
 def train_accuracy_per_epoch(job_dir: str | Path, metric: str = "train_eval/acc") -> list[tuple[int, float]]:

@@ -12,6 +12,8 @@ WORDS = {
     "train_clean/err": "train error (clean labels)",
     "train_clean/acc": "train accuracy (clean labels)",
     "train/loss": "training loss (running mean over the epoch)",
+    "train_eval/loss": "train loss (training labels)",
+    "val/loss": "validation loss",
     "train/err": "train error (running, over the epoch)",
     "train/acc": "train accuracy (running, over the epoch)",
     "test/err_fixed": "test error (fixed ridge penalty)",
