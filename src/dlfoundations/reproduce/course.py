@@ -53,7 +53,7 @@ COURSE: tuple[Experiment, ...] = (
     Experiment(
         "zhang_label_noise",
         "Zhang et al. 2017, Fig. 1b-c: corrupted labels, from none to all (3 seeds)",
-        ("experiment=memorize_cpu", "data.label_noise=0,0.2,0.4,0.6,0.8,1.0", "seed=0,1,2"),
+        ("experiment=memorize_cpu", "data.label_noise=0,0.2,0.4,0.6,0.8,1.0", "seed=0,1,2", "hydra/launcher=local"),
         ("zhang.png", "report.png"),
         quick=(*_SHORT, "data.label_noise=0,1.0", "seed=0"),
     ),
@@ -64,6 +64,7 @@ COURSE: tuple[Experiment, ...] = (
             "experiment=memorize_cpu",
             "data.label_noise=0",
             "data.input_corruption=null,shuffled_pixels,random_pixels,gaussian",
+            "hydra/launcher=local",
         ),
         ("zhang.png", "summary.png", "report.png"),
         quick=(*_SHORT, "data.input_corruption=null,gaussian"),
@@ -78,7 +79,7 @@ COURSE: tuple[Experiment, ...] = (
     Experiment(
         "gradient_flow",
         "Vanishing gradients: 20-layer MLPs, sigmoid vs ReLU, plain vs residual (MFDNN HW5-6)",
-        ("experiment=gradient_flow", "seed=0,1,2"),
+        ("experiment=gradient_flow", "seed=0,1,2", "hydra/launcher=local"),
         ("summary.png", "report.png"),
         quick=("trainer.max_epochs=1", "hydra/launcher=basic", "seed=0"),
     ),
