@@ -64,6 +64,18 @@ def test_a_sweep_off_the_reference_fails_and_says_where(tmp_path):
     assert report["out_of_tolerance"] == 3 and report["not_measured"] == 1 and report["passed"] == 0
 
 
+def test_a_peak_within_the_seeds_spread_is_no_peak(tmp_path):
+    # Width 16 is the highest interior point, 0.005 above width 8, but the seeds scatter by 0.05:
+    # twice the standard error of that difference is 0.09, so there is no peak to speak of.
+    noisy = {4: [0.60, 0.70], 8: [0.55, 0.62], 16: [0.56, 0.62], 32: [0.50, 0.52], 64: [0.41, 0.41]}
+    peak = build_report(sweep_with(tmp_path / "noisy", noisy))["curves"][0]["checks"][-1]
+    assert peak["verdict"] == FAIL and peak["note"].startswith("no significant peak in 4..256")
+    # The same means with tight seeds: a rise of 0.005 that the spread (0.0014) cannot explain.
+    tight = {4: [0.65, 0.65], 8: [0.584, 0.586], 16: [0.589, 0.591], 32: [0.51, 0.51], 64: [0.41, 0.41]}
+    peak = build_report(sweep_with(tmp_path / "tight", tight))["curves"][0]["checks"][-1]
+    assert peak["verdict"] == PASS and peak["measured_x"] == 16 and peak["note"].startswith("rise 0.005")
+
+
 def test_jobs_of_another_noise_level_are_not_compared(tmp_path):
     sweep = tmp_path / "sweep"
     jobs = [({"model.width": w, "data.label_noise": 0.0}, {"test/acc": 0.5}, 10) for w in (4, 16, 64)]

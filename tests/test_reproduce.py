@@ -19,6 +19,7 @@ from dlfoundations.reproduce.runner import (
     DONE,
     FAILED,
     INTERRUPTED,
+    RUNNING,
     Status,
     expected_runs,
     merged,
@@ -115,6 +116,9 @@ def test_verdicts_never_call_a_missing_interrupted_or_failed_experiment_a_pass(t
     (sweep / "1" / "results.json").unlink()
     (sweep / "1" / "failure.json").write_text(json.dumps({"error": "boom"}))
     _status(out, "gradient_flow", DONE, 1, 2, code=1)
+    # double_descent_mnist1d_cnn: started, never recorded an end (a SIGKILL, or still running).
+    make_sweep(sweep_dir(out, "double_descent_mnist1d_cnn"), jobs, _reference([[1, 0.5]]))
+    _status(out, "double_descent_mnist1d_cnn", RUNNING, 0, 87, code=None)
     # double_descent_rf: done, its runs all within tolerance, but fewer than the grid has.
     make_sweep(sweep_dir(out, "double_descent_rf"), jobs, _reference([[1, 0.5]]))
     _status(out, "double_descent_rf", DONE, 2, 150)
@@ -129,8 +133,12 @@ def test_verdicts_never_call_a_missing_interrupted_or_failed_experiment_a_pass(t
     assert found["zhang_inputs"].kind == OUT and found["zhang_inputs"].verdict.startswith("1 of 1 checks out of")
     assert found["bn_fold_cpu"].kind == OUT and "failed (exit code 2" in found["bn_fold_cpu"].verdict
     assert found["gradient_flow"].kind == OUT and "1 runs failed" in found["gradient_flow"].verdict
-    assert found["double_descent_rf"].kind == OUT and "only 2 of 150 runs finished" in found["double_descent_rf"].verdict
+    assert (
+        found["double_descent_rf"].kind == OUT and "only 2 of 150 runs finished" in found["double_descent_rf"].verdict
+    )
     assert found["double_descent"].verdict == "not run" and found["double_descent"].kind == NOT_DONE
+    cnn = found["double_descent_mnist1d_cnn"]
+    assert cnn.kind == NOT_DONE and cnn.verdict.startswith("running, or stopped without recording its end: 2 of 87")
     gpu = [found[g.name] for g in GPU_SCALE]
     assert all(e.verdict.startswith("needs ") and e.kind != PASSED for e in gpu)
     assert sum(e.kind == PASSED for e in found.values()) == 1

@@ -6,6 +6,7 @@ from dlfoundations.data.loader import TensorBatchLoader
 from dlfoundations.data.mnist import MNISTDataModule
 from dlfoundations.data.mnist1d import MNIST1DDataModule
 from dlfoundations.data.mnist_bundled import BundledMNISTDataModule
+from dlfoundations.data.random_images import RandomImagesDataModule
 from dlfoundations.data.synthetic import LinearRegressionDataModule
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "LinearRegressionDataModule",
     "MNIST1DDataModule",
     "MNISTDataModule",
+    "RandomImagesDataModule",
     "Splits",
     "TensorBatchLoader",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import collect
 from dlfoundations.reproduce.course import COURSE, GPU_SCALE, Experiment, GpuExperiment
-from dlfoundations.reproduce.runner import DONE, FAILED, INTERRUPTED, Status, read_status, sweep_dir
+from dlfoundations.reproduce.runner import DONE, FAILED, INTERRUPTED, RUNNING, Status, read_status, sweep_dir
 from dlfoundations.results.report import build_report
 
 PASSED, OUT, NOT_DONE, INFO = "pass", "fail", "missing", "info"  # verdict classes (colours on the page)
@@ -87,6 +87,8 @@ def _verdict(entry: Entry, status: Status | None) -> tuple[str, str]:
     of = f" of {expected}" if expected else ""
     if status is None and entry.finished_runs == 0:
         return ("not run" if not entry.failed_runs else "interrupted: no run finished"), NOT_DONE
+    if status is not None and status.state == RUNNING:
+        return f"running, or stopped without recording its end: {entry.finished_runs}{of} runs finished", NOT_DONE
     if status is None or status.state == INTERRUPTED:
         return f"interrupted: {entry.finished_runs}{of} runs finished", NOT_DONE
     if status.state == FAILED and entry.finished_runs == 0:

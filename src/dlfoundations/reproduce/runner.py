@@ -23,7 +23,7 @@ from dlfoundations.record.collect import collect
 from dlfoundations.record.jobs import read_record
 from dlfoundations.reproduce.course import Experiment
 
-DONE, INTERRUPTED, FAILED = "done", "interrupted", "failed"
+DONE, INTERRUPTED, FAILED, RUNNING = "done", "interrupted", "failed", "running"
 POLL_SECONDS = 5.0
 
 
@@ -33,7 +33,7 @@ class Status:
 
     name: str
     command: list[str]
-    state: str = ""  # done | interrupted | failed
+    state: str = ""  # running | done | interrupted | failed
     exit_code: int | None = None
     wall_seconds: float = 0.0  # summed over attempts
     attempts: int = 0
@@ -145,6 +145,8 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable
     log_path = out / "logs" / f"{experiment.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     status.log = str(log_path.relative_to(out))
+    status.state = RUNNING  # until the child ends (a page written meanwhile says so)
+    atomic_write_json(status_path(out, status.name), asdict(status))
     start = time.monotonic()
     with log_path.open("a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)}\n")

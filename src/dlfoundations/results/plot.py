@@ -71,7 +71,10 @@ def plot_summary(
             curves.append((points, dict(label=label, color=f"C{i}", linestyle=("-", "--", ":", "-.")[g_index % 4])))
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # More than a few legend entries would hide curves (seen: over the peak of a two-noise sweep):
+    # then the legend goes beside the axes, and the figure grows to hold it.
+    outside = len(curves) + len(thresholds or []) > 4
+    fig, ax = plt.subplots(figsize=(11, 4.5) if outside else (7, 4.5))
     replicates = max(plot_band(ax, points, band, **style) for points, style in curves)
     mark_thresholds(ax, thresholds, x)
     if log_axes[0]:
@@ -86,7 +89,10 @@ def plot_summary(
         note += f"\n{BAND_LABEL[band]} (up to {replicates} per point)"
     ax.set_title(title + note)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if outside:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     atomic_write_figure(fig, path)
     return path

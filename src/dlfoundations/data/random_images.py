@@ -1,0 +1,36 @@
+"""Random images with random labels, of any shape: throughput benchmarks and smoke runs of the
+CIFAR-scale models where the data set cannot be had. Nothing here can be learned beyond memorizing."""
+
+import torch
+
+from dlfoundations.data.base import InMemoryDataModule, Splits
+from dlfoundations.errors import UserError
+from dlfoundations.seeding import DATA, generator
+
+
+class RandomImagesDataModule(InMemoryDataModule):
+    """``train_size`` / ``val_size`` / ``test_size`` images of ``input_shape``, pixels N(0, 1), labels
+    uniform over ``num_classes``; drawn from ``dataset_seed`` (the same images for every run seed)."""
+
+    def __init__(
+        self,
+        train_size: int = 5000,
+        val_size: int = 0,
+        test_size: int = 1000,
+        dataset_seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if min(train_size, test_size) < 1 or val_size < 0:
+            raise UserError("data.train_size and data.test_size must be >= 1, data.val_size >= 0")
+        if self.declared_shape is None:
+            raise UserError("data.input_shape must be set for random images, e.g. [3, 32, 32]")
+        self.sizes, self.dataset_seed = (train_size, val_size, test_size), dataset_seed
+
+    def load_splits(self) -> Splits:
+        assert self.declared_shape is not None
+        g = generator(self.dataset_seed, DATA)
+        a, b, c = self.sizes
+        x = torch.randn(a + b + c, *self.declared_shape, generator=g)
+        y = torch.randint(self.num_classes, (a + b + c,), generator=g)
+        return Splits(x[:a], y[:a], x[a : a + b], y[a : a + b], x[a + b :], y[a + b :])
