@@ -253,7 +253,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # Bottom first: a module imports only modules of its own layer or of layers below it
 # (config -> record -> run -> results -> launch, with the building blocks below all of them).
 LAYERS = [
-    ("errors", "atomic", "seeding", "devices", "words"),
+    ("errors", "atomic", "seeding", "devices", "words", "ticks"),
     ("data",),
     ("models",),
     ("analysis",),

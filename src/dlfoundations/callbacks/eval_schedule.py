@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from dlfoundations.atomic import atomic_write_figure, atomic_write_text
 from dlfoundations.errors import UserError
 from dlfoundations.replicas.training import replica_prefix, runs_in, split_by_replica
+from dlfoundations.ticks import log_ticks
 from dlfoundations.words import words
 
 SPACINGS = ("log", "linear", "all")
@@ -145,6 +146,7 @@ def plot_history(history: list[dict[str, float]], path: Path) -> Path:
         points = [(h["epoch"], 1.0 - h[name]) for h in history if name in h]
         ax.plot(*zip(*points), marker="o", markersize=3, color=f"C{i}", label=words(name[:-4] + "/err"))
     ax.set_xscale("log")
+    log_ticks(ax.xaxis)
     ax.set_xlabel("epoch (evaluated epochs)")
     ax.set_ylabel("error")
     ax.set_title("errors at the scheduled evaluations", fontsize=10)

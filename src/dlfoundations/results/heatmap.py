@@ -15,6 +15,7 @@ from dlfoundations.atomic import atomic_write_figure
 from dlfoundations.config.overrides import override_values
 from dlfoundations.record.collect import config_value, job_dirs, read_history, read_overrides, to_float
 from dlfoundations.results.aggregate import varying_keys
+from dlfoundations.ticks import log_ticks
 from dlfoundations.words import words
 
 ERRORS = ("test/err", "train_eval/err", "train_clean/err")
@@ -87,7 +88,7 @@ def write_heatmaps(
     written = {}
     for curve, grid in epoch_grid(sweep_dir, x_key).items():
         suffix = "".join(f"_{k}={v}" for k, v in curve)
-        label = ", ".join(f"{k}={v}" for k, v in curve)
+        label = ", ".join(f"{words(k)} = {v}" for k, v in curve)
         metrics = [m for m in ("test/err", "train_eval/err") if m in grid["errors"]]
         if not metrics or len(grid["widths"]) < 2 or len(grid["epochs"]) < 2:
             continue
@@ -112,8 +113,10 @@ def write_heatmaps(
             )
             fig.colorbar(mesh, ax=ax, label=words(metric))
             ax.set_xscale("log")
+            log_ticks(ax.xaxis)
             if log_widths:
                 ax.set_yscale("log")
+                log_ticks(ax.yaxis)
             if threshold:
                 ax.axhline(threshold["x"], color="w", linestyle=":", linewidth=1.2)
             ax.set_xlabel("epoch (evaluated epochs, log scale)")
@@ -128,6 +131,7 @@ def write_heatmaps(
             if points:
                 ax.plot(*zip(*points), marker="o", markersize=3, color=f"C{i}", label=words(metric))
         ax.set_xscale("log")
+        log_ticks(ax.xaxis)
         ax.set_xlabel("epoch")
         ax.set_ylabel("error")
         ax.set_title(

@@ -6,6 +6,7 @@ from typing import Any
 
 from dlfoundations.atomic import atomic_write_figure
 from dlfoundations.record.collect import to_float
+from dlfoundations.ticks import log_ticks
 from dlfoundations.words import words
 
 
@@ -74,13 +75,15 @@ def plot_summary(
     # More than a few legend entries would hide curves (seen: over the peak of a two-noise sweep):
     # then the legend goes beside the axes, and the figure grows to hold it.
     outside = len(curves) + len(thresholds or []) > 4
-    fig, ax = plt.subplots(figsize=(11, 4.5) if outside else (7, 4.5))
+    fig, ax = plt.subplots(figsize=(12, 4.8) if outside else (7, 4.5))
     replicates = max(plot_band(ax, points, band, **style) for points, style in curves)
     mark_thresholds(ax, thresholds, x)
     if log_axes[0]:
         ax.set_xscale("log")
+        log_ticks(ax.xaxis)
     if log_axes[1]:
         ax.set_yscale("log")
+        log_ticks(ax.yaxis)
     ax.set_xlabel(xlabel or words(x))
     ax.set_ylabel(ylabel or ", ".join(words(m) for m in y))
     note = f" ({words(group_by)} = {groups[0]})" if group_by and len(groups) == 1 else ""

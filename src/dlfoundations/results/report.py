@@ -31,6 +31,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.record.collect import config_value, to_float
 from dlfoundations.results.aggregate import job_overrides, load_rows, mean_std_ci, plot_band, value_of, varying_keys
 from dlfoundations.results.threshold import find_peak
+from dlfoundations.ticks import log_ticks
 from dlfoundations.words import words
 
 PASS, FAIL, MISSING = "within tolerance", "OUT OF TOLERANCE", "not measured"
@@ -402,6 +403,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
             ax.plot([], [], "v", color="C2", label="bound (at most / at least)")
         if report["logx"] and curve["x"]:
             ax.set_xscale("log")
+            log_ticks(ax.xaxis)
         if single:
             ax.set_xticks([0.0, 1.0], ["measured", "published"])
             ax.set_xlim(-0.6, 1.6)

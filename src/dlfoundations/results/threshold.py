@@ -156,14 +156,14 @@ def mark_thresholds(ax: Any, results: Sequence[dict[str, Any]], x: str) -> None:
         where = thr["num_params"] if x == "num_params" else thr["x"] if x == result["x_key"] else None
         if where is None:
             continue
-        curve = ", ".join(f"{k}={v}" for k, v in result.get("curve", {}).items())
+        curve = ", ".join(f"{words(k)} = {v}" for k, v in result.get("curve", {}).items())
         ax.axvline(
             where,
             color="grey",
-            linestyle=":",
+            linestyle=(0, (1, 1 + i)),  # dotted, sparser for each further curve's threshold
             linewidth=1.2,
-            label=f"interpolation threshold ({words(result['train_metric'])} <= {result['epsilon']:g}"
-            f"{'; ' + curve if curve else ''})"
+            label=f"interpolation threshold{' (' + curve + ')' if curve else ''}: "
+            f"{words(result['train_metric'])} <= {result['epsilon']:g}"
             if i < 4
             else None,
         )
