@@ -410,7 +410,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         else:
             ax.set_xlabel(words(curve["x"]))
         ax.set_ylabel(words(curve.get("metric", "")))
-        ax.set_title(f"{curve['name']}\n{panel_verdict(curve['checks'])}", fontsize=9)
+        ax.ticklabel_format(axis="y", useOffset=False)  # 1.0 with a 1e-6 tolerance: no "1e-6+1" offset
+        ax.set_title(f"{textwrap.fill(curve['name'], 48)}\n{panel_verdict(curve['checks'])}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     title = f"{report['task_name'] or ''} vs {report['source']}"
