@@ -95,3 +95,18 @@ def test_a_report_peak_check_on_a_monotone_curve_says_there_is_no_peak():
     check = check_peak(falling, {"tolerance": 0.04}, {"x": 16, "y": 0.54, "search": [4, 32]})
     assert check["verdict"] == FAIL and check["note"].startswith("no interior peak in 4..32")
     assert "measured_x" not in check  # no boundary point passed off as the peak
+
+
+def test_a_bump_within_the_seeds_spread_is_no_peak():
+    # 0% noise at h = 135 (measured, 5 seeds): 0.3873 after 0.3865 at h = 104, each +- 0.007.
+    rows = [
+        {"model.width": w, "num_params": w, "train_eval/err": 0.0, "test/err": te, "test/err.std": 0.007, "count": 5}
+        for w, te in ((61, 0.401), (104, 0.3865), (135, 0.3873), (177, 0.376), (300, 0.368))
+    ]
+    result = interpolation_threshold(rows)
+    assert result["peak"] is None and result["relation"] == "no interior peak"
+    assert result["peak_note"].startswith("no significant peak: the highest interior maximum (model.width=135)")
+    assert describe(result).startswith("no significant peak")
+    # The same means with one seed each: nothing to judge the bump by, so it stays a peak.
+    single = [{k: v for k, v in r.items() if k not in ("test/err.std", "count")} for r in rows]
+    assert interpolation_threshold(single)["peak"]["x"] == 135

@@ -30,7 +30,7 @@ from dlfoundations.atomic import atomic_write_figure, atomic_write_json, atomic_
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import config_value, to_float
 from dlfoundations.results.aggregate import job_overrides, load_rows, mean_std_ci, plot_band, value_of, varying_keys
-from dlfoundations.results.threshold import find_peak
+from dlfoundations.results.threshold import find_peak, significant_rise
 from dlfoundations.ticks import log_ticks
 from dlfoundations.words import words
 
@@ -196,21 +196,18 @@ def check_peak(measured: dict[Any, list[float]], curve: dict[str, Any], peak: di
         note = f"no interior peak in {low:g}..{high:g}: the highest mean ({means[top]:.4g}) is at x={xs[top]:g}"
         return {**check, "verdict": FAIL, "note": note}
     x_meas, y_meas = xs[i], means[i]
-    # A peak is a rise above the lowest point before it that the seeds' spread cannot explain: more
-    # than twice the standard error of that difference (with one seed per point there is no spread
-    # to judge by, and any rise counts, as the note says).
-    j = min(range(i), key=lambda k: means[k])
-    rise = y_meas - means[j]
-    errors = [mean_std_ci(measured[xs[k]])[1] for k in (i, j)]
-    if all(e is not None for e in errors):
-        needed = 2 * math.sqrt(sum((e or 0.0) ** 2 / len(measured[xs[k]]) for e, k in zip(errors, (i, j))))
-        if rise <= needed:
-            note = (
-                f"no significant peak in {low:g}..{high:g}: the highest interior local maximum "
-                f"(x={x_meas:g}, {y_meas:.4g}) rises {rise:.2g} above the lowest point before it "
-                f"(x={xs[j]:g}), within twice the standard error over seeds ({needed:.2g})"
-            )
-            return {**check, "measured_x": x_meas, "measured": y_meas, "verdict": FAIL, "note": note}
+    # A peak is a rise above the lowest point before it that the seeds' spread cannot explain
+    # (with one seed per point there is no spread to judge by, and the note says so).
+    stats = [mean_std_ci(measured[x]) for x in xs]
+    significant, rise, needed, j = significant_rise(means, [st[1] for st in stats], [len(measured[x]) for x in xs], i)
+    if significant is False:
+        note = (
+            f"no significant peak in {low:g}..{high:g}: the highest interior local maximum "
+            f"(x={x_meas:g}, {y_meas:.4g}) rises {rise:.2g} above the lowest point before it "
+            f"(x={xs[j]:g}), within twice the standard error over seeds ({needed:.2g})"
+        )
+        return {**check, "measured_x": x_meas, "measured": y_meas, "verdict": FAIL, "note": note}
+    if significant:
         check["note"] = f"rise {rise:.2g} above x={xs[j]:g}, twice the standard error {needed:.2g}"
     else:
         check["note"] = f"rise {rise:.2g} above x={xs[j]:g} (one seed: not tested against the seed spread)"

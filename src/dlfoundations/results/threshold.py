@@ -6,6 +6,7 @@ maximum of the test error (a point above both neighbours), so that the high erro
 models does not count as "the peak"; a curve without one (monotone, say) has no peak, and says so.
 """
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,20 @@ def find_peak(ys: Sequence[float]) -> int | None:
     None when the curve has none (its highest point is at a boundary: no peak)."""
     interior = [i for i in range(1, len(ys) - 1) if ys[i] > ys[i - 1] and ys[i] >= ys[i + 1]]
     return max(interior, key=lambda i: ys[i]) if interior else None
+
+
+def significant_rise(
+    means: Sequence[float], stds: Sequence[float | None], counts: Sequence[int], i: int
+) -> tuple[bool | None, float, float | None, int]:
+    """Whether the mean at ``i`` rises above the lowest mean before it by more than twice the
+    standard error of that difference (the seeds' spread): (significant, rise, that bound, index of
+    the lowest point). ``significant`` is None where a point has one seed (no spread to judge by)."""
+    j = min(range(i), key=lambda k: means[k])
+    rise = means[i] - means[j]
+    if stds[i] is None or stds[j] is None or min(counts[i], counts[j]) < 2:
+        return None, rise, None, j
+    needed = 2 * math.sqrt(stds[i] ** 2 / counts[i] + stds[j] ** 2 / counts[j])
+    return rise > needed, rise, needed, j
 
 
 def interpolation_threshold(
@@ -47,6 +62,17 @@ def interpolation_threshold(
         return None
     fitted = [i for i, c in enumerate(curve) if c[2] <= epsilon]
     peak_i = find_peak([c[3] for c in curve])
+    peak_note = None
+    if peak_i is not None:  # a bump the seeds' spread explains is no peak
+        spread = {to_float(p.get(x)): (to_float(p.get(f"{test_metric}.std")), int(p.get("count") or 1)) for p in points}
+        stds, counts = zip(*(spread.get(c[0], (None, 1)) for c in curve))
+        significant, rise, needed, j = significant_rise([c[3] for c in curve], stds, counts, peak_i)
+        if significant is False:
+            peak_note = (
+                f"no significant peak: the highest interior maximum ({x}={curve[peak_i][0]:g}) rises {rise:.2g} "
+                f"above {x}={curve[j][0]:g}, within twice the standard error over seeds ({needed:.2g})"
+            )
+            peak_i = None
     highest = max(range(len(curve)), key=lambda i: curve[i][3])
     xv, params, train, test = curve[highest if peak_i is None else peak_i]
     result: dict[str, Any] = {
@@ -59,6 +85,7 @@ def interpolation_threshold(
         # None on a curve without an interior maximum; "highest" is then its boundary maximum.
         "peak": None if peak_i is None else _point(xv, params, train_size, **{test_metric: test, train_metric: train}),
         "highest": _point(xv, params, train_size, **{test_metric: test, train_metric: train}),
+        "peak_note": peak_note,
         "relation": "no threshold",
         "grid_steps": None,
         "peak_over_threshold": None,
@@ -85,7 +112,9 @@ def describe(result: dict[str, Any]) -> str:
         params = f"{p['num_params']:.0f} params" if p["num_params"] is not None else "params unknown"
         return params + (f", {p['params_per_sample']:.3g} params/sample" if p["params_per_sample"] else "")
 
-    if peak is None:
+    if peak is None and result.get("peak_note"):
+        head = result["peak_note"]
+    elif peak is None:
         top = result["highest"]
         head = (
             f"no interior test-error peak (the highest, {top[metric]:.4g}, is at the boundary "
