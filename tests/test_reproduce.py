@@ -235,3 +235,21 @@ def test_quick_reproduction_builds_a_page_that_loads_in_a_real_browser_and_resum
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("done earlier") == len(COURSE)
+
+
+def test_a_gpu_experiments_own_run_or_sweep_dir_is_checked_on_the_page(tmp_path):
+    from dlfoundations.reproduce.entries import gpu_entry
+    from tests.synthetic_sweeps import write_job
+
+    (memorize,) = [g for g in GPU_SCALE if g.name == "memorize"]
+    reference = {
+        "reference": {
+            "source": "t",
+            "curves": [{"name": "a", "metric": "test/acc", "tolerance": 0.05, "points": [{"y": 0.1}]}],
+        }
+    }
+    run = write_job(tmp_path / "run", {"seed": 0}, {"test/acc": 0.12}, 10, reference)  # a single run's dir
+    entry = gpu_entry(memorize, run)
+    assert (entry.kind, entry.verdict) == (PASSED, "reproduced: 1 of 1 checks within tolerance")
+    missing = gpu_entry(memorize, tmp_path / "nowhere")
+    assert missing.kind == OUT and "is not a directory" in missing.verdict

@@ -11,6 +11,7 @@ from dlfoundations.errors import UserError
 from dlfoundations.record.collect import collect
 from dlfoundations.reproduce.course import COURSE, GPU_SCALE, Experiment, GpuExperiment
 from dlfoundations.reproduce.runner import DONE, FAILED, INTERRUPTED, RUNNING, Status, read_status, sweep_dir
+from dlfoundations.results.aggregate import load_rows
 from dlfoundations.results.report import build_report
 
 PASSED, OUT, NOT_DONE, INFO = "pass", "fail", "missing", "info"  # verdict classes (colours on the page)
@@ -115,7 +116,11 @@ def gpu_entry(experiment: GpuExperiment, given: Path | None) -> Entry:
     if given is None:
         return Entry(experiment.name, experiment.title, experiment.command, f"needs {experiment.needs}", INFO, gpu=True)
     entry = Entry(experiment.name, experiment.title, experiment.command, "", NOT_DONE, given, gpu=True)
-    rows, failed = collect(given)
+    try:
+        rows, failed = load_rows(given)  # a sweep dir, or a single run's dir
+    except UserError as err:
+        entry.verdict, entry.kind = str(err), OUT
+        return entry
     entry.finished_runs, entry.failed_runs = len(rows), failed
     entry.figures = _figures(given, experiment.figures)
     entry.report = _report(given) if rows else None
