@@ -35,12 +35,22 @@ def names(group: str) -> list[str]:
 def run_fast(overrides: list[str], tmp_path: Path, data_dir: Path | None = None) -> dict:
     cfg = make_cfg([*overrides, "debug=fast"], tmp_path, data_dir)
     results = main(cfg)
-    on_disk = json.loads((tmp_path / "results.json").read_text())
-    assert on_disk == json.loads(json.dumps(results))
+    replicated = cfg.get("replicas", 1) > 1  # replicas.json on top, each replica's results.json below
+    on_disk = json.loads((tmp_path / ("replicas.json" if replicated else "results.json")).read_text())
+    returned = json.loads(json.dumps(results))
+    assert on_disk == ({k: returned[k] for k in on_disk} if replicated else returned)
     assert math.isfinite(results["optimized_value"]), f"{results['optimized_metric']} was not logged"
-    if cfg.task._target_.endswith("ClassificationModule"):
-        assert 0.0 <= results["metrics"]["test/acc"] <= 1.0
-        assert results["global_step"] == 1  # fast_dev_run: exactly one optimizer step
+    runs = (
+        [json.loads((tmp_path / r["dir"] / "results.json").read_text()) for r in results["replicas"]]
+        if replicated
+        else [results]
+    )
+    assert len(runs) == cfg.get("replicas", 1)
+    for run in runs:
+        assert math.isfinite(run["optimized_value"]), f"{run['optimized_metric']} was not logged"
+        if cfg.task._target_.endswith("ClassificationModule"):
+            assert 0.0 <= run["metrics"]["test/acc"] <= 1.0
+            assert run["global_step"] == 1  # fast_dev_run: exactly one optimizer step
     return results
 
 

@@ -7,6 +7,7 @@ from dlfoundations.data import (
     CIFAR10DataModule,
     MNIST1DDataModule,
     MNISTDataModule,
+    RandomImagesDataModule,
     TensorBatchLoader,
 )
 from dlfoundations.data.augment import random_crop_flip
@@ -213,6 +214,18 @@ def test_shared_size_options_keep_the_first_items(tmp_path):
     assert len(bundled.splits.x_train) == 30 and len(bundled.noise_mask) == 30
     with pytest.raises(UserError, match=r"^data.subset_size=200 asks for more than the 100 items there are"):
         BundledMNISTDataModule(train_size=100, test_size=10, subset_size=200).setup()
+
+
+def test_random_images_draw_as_many_as_subset_size_asks_and_do_not_depend_on_the_run_seed():
+    sized = RandomImagesDataModule(input_shape=[1, 4, 4], subset_size=7000, val_size=3, test_size=5, seed=1)
+    sized.setup()
+    assert (len(sized.splits.x_train), len(sized.splits.x_val), len(sized.splits.x_test)) == (7000, 3, 5)
+    default = RandomImagesDataModule(input_shape=[1, 4, 4], test_size=5, seed=2)
+    default.setup()
+    assert len(default.splits.x_train) == 5000
+    assert torch.equal(default.splits.x_train[:100], sized.splits.x_train[:100])  # dataset_seed, not seed
+    with pytest.raises(UserError, match=r"^data.subset_size=20 asks for more than the 10 items there are"):
+        RandomImagesDataModule(input_shape=[1, 4, 4], train_size=10, subset_size=20).setup()
 
 
 def test_files_to_write_and_permission_errors_name_the_data_dir(tmp_path):

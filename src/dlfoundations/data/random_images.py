@@ -10,17 +10,21 @@ from dlfoundations.seeding import DATA, generator
 
 class RandomImagesDataModule(InMemoryDataModule):
     """``train_size`` / ``val_size`` / ``test_size`` images of ``input_shape``, pixels N(0, 1), labels
-    uniform over ``num_classes``; drawn from ``dataset_seed`` (the same images for every run seed)."""
+    uniform over ``num_classes``; drawn from ``dataset_seed`` (the same images for every run seed).
+    ``train_size=None`` draws as many training images as ``subset_size`` asks for (5,000 when that is
+    None too), so an experiment's own subset size runs on random images unchanged."""
 
     def __init__(
         self,
-        train_size: int = 5000,
+        train_size: int | None = None,
         val_size: int = 0,
         test_size: int = 1000,
         dataset_seed: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if train_size is None:
+            train_size = self.subset_size or 5000
         if min(train_size, test_size) < 1 or val_size < 0:
             raise UserError("data.train_size and data.test_size must be >= 1, data.val_size >= 0")
         if self.declared_shape is None:
