@@ -59,8 +59,8 @@ def _hand_pack_job(args: tuple[list[int], list[int], int, str]) -> tuple[list[in
     for i, (rows, cols) in enumerate([(widest, x.shape[1]), (widest, widest), (classes, widest)]):
         weight, bias = torch.zeros(len(members), rows, cols), torch.zeros(len(members), rows)
         for m, member in enumerate(layers):
-            w, b = member[i]
-            weight[m, : w.shape[0], : w.shape[1]], bias[m, : b.shape[0]] = w, b
+            given_w, given_b = member[i]
+            weight[m, : given_w.shape[0], : given_w.shape[1]], bias[m, : given_b.shape[0]] = given_w, given_b
         params += [weight.requires_grad_(), bias.requires_grad_()]
     o = cfg.optimizer
     opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)

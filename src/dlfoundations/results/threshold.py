@@ -36,9 +36,10 @@ def significant_rise(
     the lowest point). ``significant`` is None where a point has one seed (no spread to judge by)."""
     j = min(range(i), key=lambda k: means[k])
     rise = means[i] - means[j]
-    if stds[i] is None or stds[j] is None or min(counts[i], counts[j]) < 2:
+    si, sj = stds[i], stds[j]
+    if si is None or sj is None or min(counts[i], counts[j]) < 2:
         return None, rise, None, j
-    needed = 2 * math.sqrt(stds[i] ** 2 / counts[i] + stds[j] ** 2 / counts[j])
+    needed = 2 * math.sqrt(si**2 / counts[i] + sj**2 / counts[j])
     return rise > needed, rise, needed, j
 
 
