@@ -121,7 +121,17 @@ def write_zhang(
             curves_ax.plot(epochs, accuracies, color=plt.get_cmap("viridis")(i / max(1, len(table) - 1)), label=label)
     curves_ax.set_xlabel("epoch")
     curves_ax.set_ylabel(f"{words('train_eval/acc')} (mean over seeds)")
-    curves_ax.legend(title=words(noise_key), fontsize=7, title_fontsize=7)
+    if any(r["curve"] for r in table):
+        curves_ax.legend(title=words(noise_key), fontsize=7, title_fontsize=7)
+    else:  # say why the panel is empty rather than leave it blank
+        curves_ax.text(
+            0.5,
+            0.5,
+            "no per-epoch curves:\nno run evaluated during training",
+            ha="center",
+            va="center",
+            transform=curves_ax.transAxes,
+        )
     curves_ax.grid(alpha=0.3)
     for ax, name, ylabel in (
         (panels[0], "test/err", "test error (true labels)"),
