@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from dlfoundations.results.report import FAIL, MISSING, PASS, build_report, write_report
+from dlfoundations.results.checks import FAIL, MISSING, PASS, build_report
+from dlfoundations.results.report import write_report
 from tests.helpers import REPO
 from tests.synthetic_sweeps import make_sweep, write_job
 
@@ -143,7 +144,7 @@ def test_wandb_payload_has_the_aggregate_figures_and_report(tmp_path):
 
 
 def test_figure_panels_never_call_unmeasured_checks_within_tolerance():
-    from dlfoundations.results.report import FAIL, MISSING, PASS, panel_verdict
+    from dlfoundations.results.checks import FAIL, MISSING, PASS, panel_verdict
 
     assert panel_verdict([{"verdict": MISSING}, {"verdict": MISSING}]) == "not measured"
     assert panel_verdict([{"verdict": PASS}, {"verdict": MISSING}]) == "all measured within tolerance, 1 not measured"

@@ -89,7 +89,7 @@ def test_describe_names_threshold_peak_and_sizes():
 
 
 def test_a_report_peak_check_on_a_monotone_curve_says_there_is_no_peak():
-    from dlfoundations.results.report import FAIL, check_peak
+    from dlfoundations.results.checks import FAIL, check_peak
 
     falling = {4: [0.6125], 8: [0.55], 16: [0.5], 32: [0.45]}
     check = check_peak(falling, {"tolerance": 0.04}, {"x": 16, "y": 0.54, "search": [4, 32]})

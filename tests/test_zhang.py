@@ -36,7 +36,7 @@ def test_label_noise_sweep_gives_test_error_and_epochs_to_fit_per_level(tmp_path
 
 @pytest.mark.parametrize("experiment", ["memorize", "memorize_cpu"])
 def test_fitted_means_the_same_in_the_report_and_in_zhang_csv(experiment, tmp_path):
-    from dlfoundations.results.report import FAIL, PASS, check_curve
+    from dlfoundations.results.checks import FAIL, PASS, check_curve
     from tests.helpers import make_cfg
 
     reference = OmegaConf.to_container(make_cfg([f"experiment={experiment}"], tmp_path).reference)

@@ -12,7 +12,7 @@ from dlfoundations.record.collect import collect
 from dlfoundations.reproduce.course import COURSE, GPU_SCALE, Experiment, GpuExperiment
 from dlfoundations.reproduce.runner import DONE, FAILED, INTERRUPTED, RUNNING, Status, read_status, sweep_dir
 from dlfoundations.results.aggregate import load_rows
-from dlfoundations.results.report import build_report
+from dlfoundations.results.checks import build_report
 
 PASSED, OUT, NOT_DONE, INFO = "pass", "fail", "missing", "info"  # verdict classes (colours on the page)
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from dlfoundations.atomic import atomic_write_text
 from dlfoundations.reproduce.entries import INFO, NOT_DONE, OUT, PASSED, Entry, entries
-from dlfoundations.results.report import FAIL, MISSING, PASS, published_text, tolerance_text
+from dlfoundations.results.checks import FAIL, MISSING, PASS
+from dlfoundations.results.report import published_text, tolerance_text
 
 
 def machine() -> str:

@@ -75,8 +75,9 @@ def finish_sweep(
     without a width sweep) and ``report`` (experiment with a reference); ``figures=None``: each of
     them the sweep allows. A listed figure that cannot be drawn says why in the log; none of them
     touches what is already written."""
+    from dlfoundations.results.checks import find_reference
     from dlfoundations.results.heatmap import write_heatmaps
-    from dlfoundations.results.report import find_reference, write_report
+    from dlfoundations.results.report import write_report
     from dlfoundations.results.zhang import CORRUPTION_KEYS, write_zhang
 
     sweep_dir = Path(sweep_dir)
