@@ -21,9 +21,11 @@ from dlfoundations.reproduce.runner import (
     INTERRUPTED,
     RUNNING,
     Status,
+    complete,
     expected_runs,
     merged,
     overrides_of,
+    run_experiment,
     status_path,
     sweep_dir,
     train_command,
@@ -142,6 +144,33 @@ def test_verdicts_never_call_a_missing_interrupted_or_failed_experiment_a_pass(t
     gpu = [found[g.name] for g in GPU_SCALE]
     assert all(e.verdict.startswith("needs ") and e.kind != PASSED for e in gpu)
     assert sum(e.kind == PASSED for e in found.values()) == 1
+
+
+def test_a_crash_is_no_finished_experiment_and_only_a_complete_one_is_kept(tmp_path, monkeypatch):
+    import dlfoundations.reproduce.runner as runner
+
+    (experiment,) = by_name(["memorize_cpu"])
+    out = tmp_path / "out"
+    jobs = [({"model.width": w}, {"test/acc": 0.5}, w) for w in (1, 2)]
+    sweep = make_sweep(sweep_dir(out, experiment.name), jobs, _reference([[1, 0.5]]))
+
+    def ending(code):  # the child: exits with ``code`` and writes nothing
+        monkeypatch.setattr(runner, "train_command", lambda *a: [sys.executable, "-c", f"raise SystemExit({code})"])
+        status = run_experiment(experiment, out, quick=False, say=lambda line: None)
+        return status, complete(status, runner.train_command(experiment, out, False))
+
+    # Exit 1 (a traceback exits 1 too) with no failed run on record: a crash, not a finished sweep.
+    status, kept = ending(1)
+    assert (status.state, status.failed_runs, kept) == (FAILED, 0, False)
+    # Exit 0 with every expected run finished: done and kept.
+    monkeypatch.setattr(runner, "expected_runs", lambda overrides: 2)
+    status, kept = ending(0)
+    assert (status.state, status.finished_runs, kept) == (DONE, 2, True)
+    # Exit 1 with a run killed without a trace (no results.json): the sweep ended, one run failed,
+    # and a second make reproduce runs the experiment again (skip_finished runs the missing one).
+    (sweep / "1" / "results.json").unlink()
+    status, kept = ending(1)
+    assert (status.state, status.finished_runs, status.failed_runs, kept) == (DONE, 1, 1, False)
 
 
 def test_the_page_lists_every_experiment_and_check_with_relative_links(tmp_path):

@@ -100,7 +100,8 @@ def test_a_report_peak_check_on_a_monotone_curve_says_there_is_no_peak():
 def test_a_bump_within_the_seeds_spread_is_no_peak():
     # 0% noise at h = 135 (measured, 5 seeds): 0.3873 after 0.3865 at h = 104, each +- 0.007.
     rows = [
-        {"model.width": w, "num_params": w, "train_eval/err": 0.0, "test/err": te, "test/err.std": 0.007, "count": 5}
+        {"model.width": w, "num_params": w, "train_eval/err": 0.0, "test/err": te, "test/err.std": 0.007}
+        | {"count": 5, "test/err.n": 5}
         for w, te in ((61, 0.401), (104, 0.3865), (135, 0.3873), (177, 0.376), (300, 0.368))
     ]
     result = interpolation_threshold(rows)
@@ -108,5 +109,20 @@ def test_a_bump_within_the_seeds_spread_is_no_peak():
     assert result["peak_note"].startswith("no significant peak: the highest interior maximum (model.width=135)")
     assert describe(result).startswith("no significant peak")
     # The same means with one seed each: nothing to judge the bump by, so it stays a peak.
-    single = [{k: v for k, v in r.items() if k not in ("test/err.std", "count")} for r in rows]
+    single = [{k: v for k, v in r.items() if k not in ("test/err.std", "count", "test/err.n")} for r in rows]
     assert interpolation_threshold(single)["peak"]["x"] == 135
+
+
+def test_the_peaks_standard_error_counts_the_seeds_that_measured_it_not_the_rows():
+    # A rise of 0.01 with std 0.007: significant over 5 seeds (2 SE = 0.0089), not over 2 (0.014),
+    # e.g. when 3 of 5 runs logged NaN (aggregate drops them: count 5, test/err.n 2).
+    def rows(n):
+        return [
+            {"model.width": w, "num_params": w, "train_eval/err": 0.0, "test/err": te, "test/err.std": 0.007}
+            | {"count": 5, "test/err.n": n}
+            for w, te in ((10, 0.40), (20, 0.38), (30, 0.39), (40, 0.37))
+        ]
+
+    assert interpolation_threshold(rows(5))["peak"]["x"] == 30
+    two = interpolation_threshold(rows(2))
+    assert two["peak"] is None and two["peak_note"].startswith("no significant peak"), two["peak_note"]

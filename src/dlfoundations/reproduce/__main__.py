@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dlfoundations.reproduce.course import COURSE, GPU_SCALE, by_name
 from dlfoundations.reproduce.page import write_page
-from dlfoundations.reproduce.runner import DONE, FAILED, read_status, run_experiment, train_command
+from dlfoundations.reproduce.runner import FAILED, complete, read_status, run_experiment, train_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     for i, experiment in enumerate(experiments, 1):
         earlier = read_status(out, experiment.name)
-        if earlier and earlier.state == DONE and earlier.command == train_command(experiment, out, args.quick):
+        if complete(earlier, train_command(experiment, out, args.quick)):
             print(f"[{i}/{len(experiments)}] {experiment.name}: done earlier ({earlier.wall_seconds:.0f} s), kept")
             ended.append(earlier)
             continue

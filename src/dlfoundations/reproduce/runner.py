@@ -4,8 +4,9 @@ Each experiment is ``python -m dlfoundations.run.train -m <overrides> hydra.swee
 skip_finished=true`` in a child process (its output in ``<out>/logs/<name>.log``), so a second
 ``make reproduce`` after Ctrl-C re-runs only the runs that have no results (an interrupted job
 resumes from its own last checkpoint). ``<out>/status/<name>.json`` records how each experiment
-ended (its command, exit code, wall time summed over attempts); an experiment that ended with the
-same command is not started again.
+ended (its command, exit code, wall time summed over attempts); an experiment whose same command
+ended with every run finished is not started again (one with failed or missing runs is, and runs
+only those).
 """
 
 import os
@@ -15,11 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from dlfoundations.atomic import atomic_write_json
 from dlfoundations.config.overrides import override_key
-from dlfoundations.record.collect import collect
+from dlfoundations.record.collect import NO_RESULTS, collect
 from dlfoundations.record.jobs import read_record
 from dlfoundations.reproduce.course import Experiment
 
@@ -122,15 +123,18 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-def _counts(directory: Path) -> tuple[int, int]:
-    """(finished, failed) runs of the sweep dir so far, as its summary would count them."""
+def _counts(directory: Path, running: bool = False) -> tuple[int, int]:
+    """(finished, failed) runs of the sweep dir, as its summary counts them. While the sweep
+    runs (``running``), a job without results.json may be one still training: not counted failed."""
     if not directory.exists():
         return 0, 0
     try:
         rows, failed = collect(directory)
     except Exception:  # a job writing its files right now: counted at the next poll
         return -1, -1
-    return len(rows), sum(1 for f in failed if "results.json" not in f.get("error", ""))
+    if running:
+        failed = [f for f in failed if NO_RESULTS not in f.get("error", "")]
+    return len(rows), len(failed)
 
 
 def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable[[str], None] = print) -> Status:
@@ -161,7 +165,7 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable
                     break
                 except subprocess.TimeoutExpired:
                     pass
-                counts = _counts(directory)
+                counts = _counts(directory, running=True)
                 if counts != shown and counts[0] >= 0:
                     shown = counts
                     say(_progress_line(experiment.name, *counts, status.expected_runs, time.monotonic() - start))
@@ -171,10 +175,24 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable
             _record(status, out, directory, INTERRUPTED, child.returncode, time.monotonic() - start)
             raise
     code = child.returncode
-    # Exit 0: every run finished; 1: some runs failed (the summary names them); other codes: the
-    # command itself failed (a bad override, a crash before any run) or was stopped by a signal.
-    state = DONE if code in (0, 1) else INTERRUPTED if code in (130, -2) else FAILED
+    # Exit 0: every run finished; 1 with failed runs on record: the sweep ended and its summary
+    # names them. Any other 1 is a crash (a traceback exits 1 too); other codes: the command itself
+    # failed (a bad override) or was stopped by a signal.
+    failed_on_record = _counts(directory)[1] > 0
+    state = DONE if code == 0 or (code == 1 and failed_on_record) else INTERRUPTED if code in (130, -2) else FAILED
     return _record(status, out, directory, state, code, time.monotonic() - start)
+
+
+def complete(status: Status | None, command: list[str]) -> TypeGuard[Status]:
+    """Whether an earlier attempt of this command ended with every run finished: only then is it
+    kept; otherwise running it again (skip_finished) runs what is missing or failed."""
+    return (
+        status is not None
+        and status.state == DONE
+        and status.command == command
+        and status.failed_runs == 0
+        and (status.expected_runs is None or status.finished_runs >= status.expected_runs)
+    )
 
 
 def _wait(child: subprocess.Popen) -> None:

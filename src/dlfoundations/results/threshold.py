@@ -65,7 +65,11 @@ def interpolation_threshold(
     peak_i = find_peak([c[3] for c in curve])
     peak_note = None
     if peak_i is not None:  # a bump the seeds' spread explains is no peak
-        spread = {to_float(p.get(x)): (to_float(p.get(f"{test_metric}.std")), int(p.get("count") or 1)) for p in points}
+        # The seeds that measured the metric (``<metric>.n``: NaN values dropped), not the rows.
+        spread = {
+            to_float(p.get(x)): (to_float(p.get(f"{test_metric}.std")), int(to_float(p.get(f"{test_metric}.n")) or 1))
+            for p in points
+        }
         stds, counts = zip(*(spread.get(c[0], (None, 1)) for c in curve))
         significant, rise, needed, j = significant_rise([c[3] for c in curve], stds, counts, peak_i)
         if significant is False:
