@@ -223,7 +223,12 @@ def test_random_images_draw_as_many_as_subset_size_asks_and_do_not_depend_on_the
     default = RandomImagesDataModule(input_shape=[1, 4, 4], test_size=5, seed=2)
     default.setup()
     assert len(default.splits.x_train) == 5000
-    assert torch.equal(default.splits.x_train[:100], sized.splits.x_train[:100])  # dataset_seed, not seed
+    # dataset_seed, not seed; nested training sets and one test set whatever the sizes drawn
+    assert torch.equal(default.splits.x_train[:100], sized.splits.x_train[:100])
+    assert torch.equal(default.splits.y_train[:100], sized.splits.y_train[:100])
+    assert torch.equal(default.splits.x_test, sized.splits.x_test)
+    assert torch.equal(default.splits.y_test, sized.splits.y_test)
+    assert not torch.equal(sized.splits.x_test[:3], sized.splits.x_val)  # splits from their own streams
     with pytest.raises(UserError, match=r"^data.subset_size=20 asks for more than the 10 items there are"):
         RandomImagesDataModule(input_shape=[1, 4, 4], train_size=10, subset_size=20).setup()
 

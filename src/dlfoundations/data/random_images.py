@@ -32,9 +32,15 @@ class RandomImagesDataModule(InMemoryDataModule):
         self.sizes, self.dataset_seed = (train_size, val_size, test_size), dataset_seed
 
     def load_splits(self) -> Splits:
+        return Splits(*self.draw(0, self.sizes[0]), *self.draw(1, self.sizes[1]), *self.draw(2, self.sizes[2]))
+
+    def draw(self, split: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` images and labels of one split (0 train, 1 val, 2 test), each from its own generator
+        (the key's epoch and batch places hold the split and the part), so a split's first items and
+        the other splits do not change with how many items are drawn: subset sweeps see nested
+        training sets and one test set."""
         assert self.declared_shape is not None
-        g = generator(self.dataset_seed, DATA)
-        a, b, c = self.sizes
-        x = torch.randn(a + b + c, *self.declared_shape, generator=g)
-        y = torch.randint(self.num_classes, (a + b + c,), generator=g)
-        return Splits(x[:a], y[:a], x[a : a + b], y[a : a + b], x[a + b :], y[a + b :])
+        images = generator(self.dataset_seed, DATA, epoch=split, batch=0)
+        labels = generator(self.dataset_seed, DATA, epoch=split, batch=1)
+        x = torch.randn(n, *self.declared_shape, generator=images)
+        return x, torch.randint(self.num_classes, (n,), generator=labels)
