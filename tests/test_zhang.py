@@ -34,6 +34,19 @@ def test_label_noise_sweep_gives_test_error_and_epochs_to_fit_per_level(tmp_path
     assert all(r["jobs_not_fitted"] == "0" and r["epochs_to_fit.n"] == "2" for r in rows)
 
 
+def test_a_sweep_over_both_corruptions_gets_no_zhang_figure_that_would_pool_them(tmp_path, caplog):
+    jobs = [
+        ({"data.label_noise": p, "data.input_corruption": c}, {"test/acc": 0.5}, 100)
+        for p in (0.0, 1.0)
+        for c in ("shuffled_pixels", "gaussian")
+    ]
+    sweep = make_sweep(tmp_path, jobs, histories=[[{"epoch": 1, "train_eval/acc": 1.0}]] * 4)
+    with caplog.at_level("WARNING"):
+        write_summary(sweep, x="data.label_noise", y=["test/err"], figures=["summary", "zhang"])
+    assert not (sweep / "zhang.csv").exists() and not (sweep / "zhang.png").exists()
+    assert "sweep one corruption at a time" in caplog.text
+
+
 @pytest.mark.parametrize("experiment", ["memorize", "memorize_cpu"])
 def test_fitted_means_the_same_in_the_report_and_in_zhang_csv(experiment, tmp_path):
     from dlfoundations.results.checks import FAIL, PASS, check_curve

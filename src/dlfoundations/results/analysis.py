@@ -98,9 +98,11 @@ def finish_sweep(
             log.warning("figures: no heatmap: it needs a sweep over %s", heatmap_x)
     if Figure.zhang in figures:
         # Zhang et al.'s corruptions: of the labels (a fraction) or of the inputs (a kind).
-        corruption = next((k for k in (noise_key, *CORRUPTION_KEYS) if k in group_keys), None)
-        if corruption and heatmap_x not in group_keys:
-            written.update(write_zhang(sweep_dir, analysis["rows"], corruption))
+        swept = [k for k in dict.fromkeys((noise_key, *CORRUPTION_KEYS)) if k in group_keys]
+        if len(swept) > 1:  # one axis each: pooling the other kind's runs would mix them in a mean
+            log.warning("figures: no zhang figures: they sweep one corruption at a time, this sweep varies %s", swept)
+        elif swept and heatmap_x not in group_keys:
+            written.update(write_zhang(sweep_dir, analysis["rows"], swept[0]))
         elif listed:
             log.warning(
                 "figures: no zhang figures: they need a sweep over %s (and not over %s)",
