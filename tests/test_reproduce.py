@@ -125,7 +125,15 @@ def test_verdicts_never_call_a_missing_interrupted_or_failed_experiment_a_pass(t
     make_sweep(sweep_dir(out, "double_descent_rf"), jobs, _reference([[1, 0.5]]))
     _status(out, "double_descent_rf", DONE, 2, 150)
 
+    # memorize_digits: finished, but its reference cannot be checked (a curve without a tolerance).
+    broken = _reference([[1, 0.5]])
+    del broken["reference"]["curves"][0]["tolerance"]
+    make_sweep(sweep_dir(out, "memorize_digits"), jobs, broken)
+    _status(out, "memorize_digits", DONE, 2, 2)
+
     found = {e.name: e for e in entries(out, quick=False)}
+    digits = found["memorize_digits"]
+    assert digits.kind == OUT and digits.verdict.startswith("its reference cannot be checked: reference curve needs")
     assert (found["memorize_cpu"].kind, found["memorize_cpu"].verdict) == (
         PASSED,
         "reproduced: 2 of 2 checks within tolerance",

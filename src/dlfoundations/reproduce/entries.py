@@ -12,7 +12,7 @@ from dlfoundations.record.collect import collect
 from dlfoundations.reproduce.course import COURSE, GPU_SCALE, Experiment, GpuExperiment
 from dlfoundations.reproduce.runner import DONE, FAILED, INTERRUPTED, RUNNING, Status, read_status, sweep_dir
 from dlfoundations.results.aggregate import load_rows
-from dlfoundations.results.checks import build_report
+from dlfoundations.results.checks import build_report, find_reference
 
 PASSED, OUT, NOT_DONE, INFO = "pass", "fail", "missing", "info"  # verdict classes (colours on the page)
 
@@ -34,6 +34,7 @@ class Entry:
     finished_runs: int = 0
     gpu: bool = False
     note: str = ""
+    report_error: str = ""  # why the reference could not be checked
 
 
 def _figures(directory: Path, patterns: tuple[str, ...]) -> list[Path]:
@@ -45,11 +46,15 @@ def _figures(directory: Path, patterns: tuple[str, ...]) -> list[Path]:
     return found
 
 
-def _report(directory: Path) -> dict[str, Any] | None:
+def _report(entry: Entry, directory: Path) -> None:
+    """The report of a dir with finished runs and a reference block; a reference that cannot be
+    checked (e.g. a curve without a tolerance) is said on the page, never taken for no reference."""
+    if find_reference(directory) is None:
+        return
     try:
-        return build_report(directory)
-    except UserError:  # no reference, or no finished run yet
-        return None
+        entry.report = build_report(directory)
+    except UserError as err:
+        entry.report_error = str(err)
 
 
 def check_verdict(report: dict[str, Any]) -> tuple[str, str]:
@@ -78,7 +83,8 @@ def course_entry(experiment: Experiment, out: Path, quick: bool) -> Entry:
         entry.finished_runs = len(rows)
         entry.failed_runs = failed
         entry.figures = _figures(directory, experiment.figures)
-        entry.report = _report(directory) if rows else None
+        if rows:
+            _report(entry, directory)
     entry.verdict, entry.kind = _verdict(entry, status)
     return entry
 
@@ -94,7 +100,9 @@ def _verdict(entry: Entry, status: Status | None) -> tuple[str, str]:
         return f"interrupted: {entry.finished_runs}{of} runs finished", NOT_DONE
     if status.state == FAILED and entry.finished_runs == 0:
         return f"failed (exit code {status.exit_code}, see the log)", OUT
-    if entry.report is None:
+    if entry.report_error:
+        verdict, kind = f"its reference cannot be checked: {entry.report_error}", OUT
+    elif entry.report is None:
         if entry.finished_runs == 0:
             return "no run finished", OUT
         verdict, kind = "finished; its experiment publishes no numbers to check", INFO
@@ -123,9 +131,12 @@ def gpu_entry(experiment: GpuExperiment, given: Path | None) -> Entry:
         return entry
     entry.finished_runs, entry.failed_runs = len(rows), failed
     entry.figures = _figures(given, experiment.figures)
-    entry.report = _report(given) if rows else None
+    if rows:
+        _report(entry, given)
     if not rows:
         entry.verdict, entry.kind = f"no finished run in {given}", OUT
+    elif entry.report_error:
+        entry.verdict, entry.kind = f"its reference cannot be checked: {entry.report_error}", OUT
     elif entry.report is None:
         entry.verdict, entry.kind = "finished; no reference block to check", INFO
     else:
