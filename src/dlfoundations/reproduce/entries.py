@@ -57,6 +57,15 @@ def _report(entry: Entry, directory: Path) -> None:
         entry.report_error = str(err)
 
 
+def _checks_verdict(entry: Entry, no_reference: str) -> tuple[str, str]:
+    """The verdict of an entry with finished runs from its reference checks, or why it has none."""
+    if entry.report_error:
+        return f"its reference cannot be checked: {entry.report_error}", OUT
+    if entry.report is None:
+        return no_reference, INFO
+    return check_verdict(entry.report)
+
+
 def check_verdict(report: dict[str, Any]) -> tuple[str, str]:
     """The verdict of a report's checks: reproduced only when every measured check is within
     tolerance and there is at least one."""
@@ -100,14 +109,9 @@ def _verdict(entry: Entry, status: Status | None) -> tuple[str, str]:
         return f"interrupted: {entry.finished_runs}{of} runs finished", NOT_DONE
     if status.state == FAILED and entry.finished_runs == 0:
         return f"failed (exit code {status.exit_code}, see the log)", OUT
-    if entry.report_error:
-        verdict, kind = f"its reference cannot be checked: {entry.report_error}", OUT
-    elif entry.report is None:
-        if entry.finished_runs == 0:
-            return "no run finished", OUT
-        verdict, kind = "finished; its experiment publishes no numbers to check", INFO
-    else:
-        verdict, kind = check_verdict(entry.report)
+    if entry.finished_runs == 0:
+        return "no run finished", OUT
+    verdict, kind = _checks_verdict(entry, "finished; its experiment publishes no numbers to check")
     problems = []
     if entry.failed_runs:
         problems.append(f"{len(entry.failed_runs)} runs failed")
@@ -135,13 +139,9 @@ def gpu_entry(experiment: GpuExperiment, given: Path | None) -> Entry:
         _report(entry, given)
     if not rows:
         entry.verdict, entry.kind = f"no finished run in {given}", OUT
-    elif entry.report_error:
-        entry.verdict, entry.kind = f"its reference cannot be checked: {entry.report_error}", OUT
-    elif entry.report is None:
-        entry.verdict, entry.kind = "finished; no reference block to check", INFO
     else:
-        entry.verdict, entry.kind = check_verdict(entry.report)
-        if failed:
+        entry.verdict, entry.kind = _checks_verdict(entry, "finished; no reference block to check")
+        if failed:  # said whatever the checks say
             entry.verdict, entry.kind = f"{entry.verdict}; {len(failed)} runs failed", OUT
     return entry
 

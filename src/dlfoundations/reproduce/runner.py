@@ -172,15 +172,15 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable
         except KeyboardInterrupt:
             # The child got the same SIGINT (one process group): it stops its runs and summarizes.
             _wait(child)
-            _record(status, out, directory, INTERRUPTED, child.returncode, time.monotonic() - start)
+            _record(status, out, _counts(directory), INTERRUPTED, child.returncode, time.monotonic() - start)
             raise
     code = child.returncode
     # Exit 0: every run finished; 1 with failed runs on record: the sweep ended and its summary
     # names them. Any other 1 is a crash (a traceback exits 1 too); other codes: the command itself
     # failed (a bad override) or was stopped by a signal.
-    failed_on_record = _counts(directory)[1] > 0
-    state = DONE if code == 0 or (code == 1 and failed_on_record) else INTERRUPTED if code in (130, -2) else FAILED
-    return _record(status, out, directory, state, code, time.monotonic() - start)
+    counts = _counts(directory)
+    state = DONE if code == 0 or (code == 1 and counts[1] > 0) else INTERRUPTED if code in (130, -2) else FAILED
+    return _record(status, out, counts, state, code, time.monotonic() - start)
 
 
 def complete(status: Status | None, command: list[str]) -> TypeGuard[Status]:
@@ -203,8 +203,8 @@ def _wait(child: subprocess.Popen) -> None:
         child.wait()
 
 
-def _record(status: Status, out: Path, directory: Path, state: str, code: int | None, seconds: float) -> Status:
-    finished, failed = _counts(directory)
+def _record(status: Status, out: Path, counts: tuple[int, int], state: str, code: int | None, seconds: float) -> Status:
+    finished, failed = counts  # _counts of the sweep dir once the child has ended
     status.state, status.exit_code = state, code
     status.wall_seconds = round(status.wall_seconds + seconds, 1)
     status.attempts += 1
