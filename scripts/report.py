@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{report['passed']} within tolerance, {report['out_of_tolerance']} out of tolerance, "
         f"{report['not_measured']} not measured -> {args.path / 'report.md'}, {args.path / 'report.png'}"
     )
+    if not report["passed"] and not report["out_of_tolerance"]:
+        print(f"error: none of the reference's checks is measured in {args.path}", file=sys.stderr)
+        return 2
     return 1 if report["out_of_tolerance"] else 0
 
 

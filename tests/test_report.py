@@ -77,6 +77,20 @@ def test_a_peak_within_the_seeds_spread_is_no_peak(tmp_path):
     assert peak["verdict"] == PASS and peak["measured_x"] == 16 and peak["note"].startswith("rise 0.005")
 
 
+def test_a_diverged_seed_fails_its_checks_instead_of_dropping_out_of_them(tmp_path):
+    # The passing sweep of the first test, but one of width 16's two seeds diverged (NaN): its
+    # point and the peak fail and say why; the other points still pass; the figure still draws.
+    nan = float("nan")
+    sweep = sweep_with(tmp_path, {4: [0.50, 0.51], 8: [0.55, 0.55], 16: [0.58, nan], 32: [0.5, 0.5], 64: [0.41, 0.41]})
+    report = write_report(sweep)
+    assert verdicts(report) == [("point", 4, PASS), ("point", 16, FAIL), ("point", 64, PASS), ("peak", 16, FAIL)]
+    point, peak = report["curves"][0]["checks"][1], report["curves"][0]["checks"][-1]
+    assert point["note"] == "1 of 2 runs measured NaN or inf (diverged)" and point["n"] == 2
+    assert peak["note"] == "runs measured NaN or inf (diverged) at x=16"
+    assert report["out_of_tolerance"] == 2 and report["not_measured"] == 0
+    assert (sweep / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_jobs_of_another_noise_level_are_not_compared(tmp_path):
     sweep = tmp_path / "sweep"
     jobs = [({"model.width": w, "data.label_noise": 0.0}, {"test/acc": 0.5}, 10) for w in (4, 16, 64)]

@@ -90,14 +90,33 @@ def measured_curve(base: Path, rows: list[dict[str, Any]], curve: dict[str, Any]
     for row in rows:
         if not all(_same(value_of(base, row, k), v) for k, v in where.items()):
             continue
-        y = to_float(row.get(curve["metric"]))
+        raw = row.get(curve["metric"])
+        y = to_float(raw)
         if y is None:
-            continue
+            if not _non_finite(raw):
+                continue  # not recorded by this job
+            y = math.nan  # a diverged run: its checks fail (see _diverged), never pass or go unmeasured
         x = to_float(value_of(base, row, curve["x"])) if curve.get("x") else None
         if curve.get("x") and x is None:
             continue
         out.setdefault(x, []).append(y)
     return out
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` is a number that is NaN or infinite (a diverged run's metric)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _diverged(values: list[float]) -> str | None:
+    """The note of a check whose runs include non-finite values (the check fails), else None."""
+    bad = sum(not math.isfinite(v) for v in values)
+    return f"{bad} of {len(values)} runs measured NaN or inf (diverged)" if bad else None
 
 
 def check_curve(measured: dict[Any, list[float]], curve: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +139,10 @@ def check_curve(measured: dict[Any, list[float]], curve: dict[str, Any]) -> dict
         check = {"kind": "point", "x": x, "published": y, "tolerance": tol, "note": p.get("note")}
         if not values:
             checks.append({**check, "verdict": MISSING})
+            continue
+        diverged = _diverged(values)
+        if diverged:
+            checks.append({**check, "n": len(values), "verdict": FAIL, "note": diverged})
             continue
         mean, std, _ = mean_std_ci(values)
         checks.append(
@@ -165,6 +188,9 @@ def check_bound(measured: dict[Any, list[float]], point: dict[str, Any]) -> dict
     values = _values_at(measured, x)
     if not values:
         return {**check, "verdict": MISSING}
+    diverged = _diverged(values)
+    if diverged:
+        return {**check, "n": len(values), "verdict": FAIL, "note": diverged}
     mean, std, _ = mean_std_ci(values)
     ok = mean <= bound if side == "at_most" else mean >= bound
     return {**check, "measured": mean, "std": std, "n": len(values), "verdict": PASS if ok else FAIL}
@@ -184,6 +210,10 @@ def check_peak(measured: dict[Any, list[float]], curve: dict[str, Any], peak: di
     check = {"kind": "peak", "x": x_pub, "published": y_pub, "tolerance": tol, "search": [low, high]}
     if len(xs) < 3:
         return {**check, "verdict": MISSING, "note": f"needs >= 3 measured x in {low}..{high}, got {len(xs)}"}
+    diverged = [x for x in xs if _diverged(measured[x])]
+    if diverged:
+        where = ", ".join(f"x={x:g}" for x in diverged)
+        return {**check, "verdict": FAIL, "note": f"runs measured NaN or inf (diverged) at {where}"}
     means = [sum(measured[x]) / len(measured[x]) for x in xs]
     i = find_peak(means)
     if i is None:

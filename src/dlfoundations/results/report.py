@@ -2,6 +2,7 @@
 into its dir as ``report.md`` (the verdict, then one table per curve), ``report.json`` and
 ``report.png`` (published points with their tolerance over the measured band)."""
 
+import math
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         spec = ref_curves.get(curve["name"])
         measured = measured_curve(base, report["_rows"], spec) if spec else {}
         single = not curve["x"]  # a curve of one run: measured and published side by side, no x axis
-        pts = [(x if x is not None else 0.0, v) for x, vs in measured.items() for v in vs]
+        pts = [(x if x is not None else 0.0, v) for x, vs in measured.items() for v in vs if math.isfinite(v)]
         if pts:
             plot_band(ax, pts, "std", label="measured (mean ± std)", color="C0")
         for ch in curve["checks"]:
