@@ -63,6 +63,8 @@ def test_the_course_counts_its_runs_from_the_sweep_grids():
     assert expected_runs(overrides_of(samples, quick=False)) == 11 * 3
     (single,) = by_name(["memorize_cpu"])
     assert expected_runs(overrides_of(single, quick=False)) == 1
+    # A key the command line fixes is not swept, though the yaml sweeps it (the command line wins).
+    assert expected_runs(["experiment=double_descent", "model.width=47"]) == 1
     assert expected_runs(["experiment=nonexistent"]) is None  # the child says why, in one line
 
 
@@ -165,7 +167,7 @@ def test_a_crash_is_no_finished_experiment_and_only_a_complete_one_is_kept(tmp_p
     def ending(code):  # the child: exits with ``code`` and writes nothing
         monkeypatch.setattr(runner, "train_command", lambda *a: [sys.executable, "-c", f"raise SystemExit({code})"])
         status = run_experiment(experiment, out, quick=False, say=lambda line: None)
-        return status, complete(status, runner.train_command(experiment, out, False))
+        return status, complete(status, experiment, out, False)
 
     # Exit 1 (a traceback exits 1 too) with no failed run on record: a crash, not a finished sweep.
     status, kept = ending(1)
@@ -174,6 +176,10 @@ def test_a_crash_is_no_finished_experiment_and_only_a_complete_one_is_kept(tmp_p
     monkeypatch.setattr(runner, "expected_runs", lambda overrides: 2)
     status, kept = ending(0)
     assert (status.state, status.finished_runs, kept) == (DONE, 2, True)
+    # The sweep dir deleted since: not kept, whatever the status file remembers.
+    sweep.rename(tmp_path / "aside")
+    assert not complete(status, experiment, out, False)
+    (tmp_path / "aside").rename(sweep)
     # Exit 1 with a run killed without a trace (no results.json): the sweep ended, one run failed,
     # and a second make reproduce runs the experiment again (skip_finished runs the missing one).
     (sweep / "1" / "results.json").unlink()
@@ -290,3 +296,94 @@ def test_a_gpu_experiments_own_run_or_sweep_dir_is_checked_on_the_page(tmp_path)
     assert (entry.kind, entry.verdict) == (PASSED, "reproduced: 1 of 1 checks within tolerance")
     missing = gpu_entry(memorize, tmp_path / "nowhere")
     assert missing.kind == OUT and "is not a directory" in missing.verdict
+
+
+def test_a_damaged_record_is_said_on_its_row_and_the_page_still_written(tmp_path):
+    out = tmp_path / "out"
+    jobs = [({"model.width": w}, {"test/acc": 0.5}, w) for w in (1, 2)]
+    for name in ("memorize_cpu", "zhang_inputs"):
+        make_sweep(sweep_dir(out, name), jobs, _reference([[1, 0.5]]))
+        _status(out, name, DONE, 2, 2)
+    (sweep_dir(out, "zhang_inputs") / "1" / ".hydra" / "overrides.yaml").write_text("- model.width=2\n- 'unterminated\n")
+    page, items = write_page(out, quick=False)
+    found = {e.name: e for e in items}
+    damaged = found["zhang_inputs"]
+    assert damaged.kind == OUT and damaged.verdict.startswith("its records cannot be read (")
+    assert found["memorize_cpu"].kind == PASSED and "its records cannot be read" in page.read_text()
+
+
+def test_a_page_rebuilt_without_quick_still_says_its_runs_were_quick_and_shows_their_command(tmp_path):
+    (experiment,) = by_name(["double_descent"])
+    out = tmp_path / "out"
+    jobs = [({"model.width": w, "seed": s}, {"test/acc": 0.5}, w) for w in (2, 9, 47) for s in (0, 1)]
+    make_sweep(sweep_dir(out, experiment.name), jobs, _reference([[2, 0.5]]))
+    _status(out, experiment.name, DONE, 6, 6, command=train_command(experiment, out, quick=True))
+    page, items = write_page(out, quick=False)
+    (entry,) = [e for e in items if e.name == experiment.name]
+    assert entry.quick and entry.command == "python src/train.py -m " + " ".join(overrides_of(experiment, True))
+    assert "seed=0,1,2,3,4" not in entry.command and "<b>Quick run</b>" in page.read_text()
+    # The full command's record is no quick run.
+    _status(out, experiment.name, DONE, 6, 6, command=train_command(experiment, out, quick=False))
+    (entry,) = [e for e in entries(out, quick=False) if e.name == experiment.name]
+    assert not entry.quick and entry.command == experiment.command()
+
+
+def test_the_command_line_refuses_what_it_cannot_do_with_exit_code_2(tmp_path, capsys):
+    import fcntl
+
+    from dlfoundations.reproduce.__main__ import main
+    from tests.synthetic_sweeps import write_job
+
+    other = write_job(tmp_path / "memorize_cpu_run", {"seed": 0}, {"test/acc": 0.1}, 10, {"task_name": "memorize_cpu"})
+    own = write_job(tmp_path / "memorize_run", {"seed": 0}, {"test/acc": 0.1}, 10, {"task_name": "memorize"})
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "out"
+    refused = {
+        "another experiment's dir": ["--results", f"memorize={other}"],
+        "one experiment twice": ["--results", f"memorize={own}", f"memorize={own}"],
+        "--page with --only": ["--page", "--only", "memorize_cpu", "--out", str(out)],
+        "an --out that cannot be made": ["--out", str(tmp_path / "a_file" / "x"), "--only", "memorize_cpu"],
+    }
+    for why, argv in refused.items():
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2, why
+    err = capsys.readouterr().err
+    assert "that dir holds memorize_cpu runs, not memorize" in err and "is given twice" in err
+    # Another make reproduce writing the same dir (it holds the lock): refused before anything runs.
+    out.mkdir()
+    held = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main(["--only", "memorize_cpu", "--out", str(out)])
+        assert stop.value.code == 2 and "another make reproduce" in capsys.readouterr().err
+    finally:
+        os.close(held)
+    assert not (out / "status").exists()
+    # --list says what would run: only the experiments named, with --quick's command.
+    assert main(["--list", "--quick", "--only", "double_descent"]) == 0
+    listed = capsys.readouterr().out.strip().splitlines()
+    assert listed == [
+        f"double_descent: python src/train.py -m {' '.join(overrides_of(by_name(['double_descent'])[0], True))}"
+    ]
+
+
+def test_a_sigterm_is_passed_on_to_the_sweep_as_ctrl_c_and_recorded_as_an_interruption(tmp_path, monkeypatch):
+    import dlfoundations.reproduce.runner as runner
+
+    (experiment,) = by_name(["memorize_cpu"])
+    out = tmp_path / "out"
+    make_sweep(sweep_dir(out, experiment.name), [({"model.width": 1}, {"test/acc": 0.5}, 1)], _reference([[1, 0.5]]))
+    # The child: waits, and on SIGINT (what Ctrl-C sends a sweep) exits 130 as a sweep does.
+    child = "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    raise SystemExit(130)"
+    monkeypatch.setattr(runner, "train_command", lambda *a: [sys.executable, "-c", child])
+    monkeypatch.setattr(runner, "POLL_SECONDS", 1.0)
+
+    def say(line):  # the parent's SIGTERM handler raises Terminated at some point of the wait
+        raise runner.Terminated
+
+    with pytest.raises(runner.Terminated):
+        run_experiment(experiment, out, quick=False, say=say)
+    status = json.loads(status_path(out, experiment.name).read_text())
+    assert (status["state"], status["exit_code"]) == (INTERRUPTED, 130)  # asked, not killed (-9)

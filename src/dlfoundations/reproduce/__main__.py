@@ -9,18 +9,32 @@ from what is there without running anything. ``--results NAME=DIR`` puts a run o
 GPU-scale experiment (e.g. ``double_descent_resnet=logs/double_descent_resnet/multiruns/...``) on
 the page.
 
-Exit code 0 when every experiment it ran ended (the verdicts are on the page), 1 when one failed,
-2 for a usage mistake, 130 after Ctrl-C (the page shows what finished).
+Exit code 0 when every experiment it ran ended with all its runs (the verdicts are on the page),
+1 when one failed, had failed runs or was stopped, 2 for a usage mistake (or another
+``make reproduce`` writing the same dir), 130 after Ctrl-C or SIGTERM (the page shows what finished).
 """
 
 import argparse
+import fcntl
+import os
+import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from dlfoundations.reproduce.course import COURSE, GPU_SCALE, by_name
+from dlfoundations.reproduce.entries import task_of
 from dlfoundations.reproduce.page import write_page
-from dlfoundations.reproduce.runner import FAILED, complete, read_status, run_experiment, train_command
+from dlfoundations.reproduce.runner import (
+    FAILED,
+    INTERRUPTED,
+    Terminated,
+    complete,
+    overrides_of,
+    read_status,
+    run_experiment,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,8 +68,29 @@ def _given(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Path]
             parser.error(f"--results {pair}: give NAME=DIR with NAME one of {', '.join(sorted(known))}")
         if not Path(directory).is_dir():
             parser.error(f"--results {pair}: {directory} is not a directory")
+        if name in given:
+            parser.error(f"--results {name}= is given twice; give one dir per experiment")
+        task = task_of(Path(directory))
+        if task != name:
+            parser.error(f"--results {pair}: that dir holds {task or 'no'} runs, not {name}; give {name}'s own dir")
         given[name] = Path(directory)
     return given
+
+
+def _lock(out: Path, parser: argparse.ArgumentParser) -> int:
+    """Hold ``<out>/.lock`` while running (the experiments' processes inherit it, so a sweep left
+    running by a killed ``make reproduce`` still holds it): a second one writing the same dir is
+    refused."""
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        parser.error(f"another make reproduce (or a sweep it started) is writing {out}; wait, or give another --out")
+    return fd
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,29 +103,38 @@ def main(argv: list[str] | None = None) -> int:
     given = _given(args.results, parser)
     out: Path = args.out or Path("reproduction-quick" if args.quick else "reproduction")
     if args.list:
-        for e in COURSE:
-            print(f"{e.name}: {e.command()}")
-        for g in GPU_SCALE:
+        for e in experiments:
+            print(f"{e.name}: python src/train.py -m {' '.join(overrides_of(e, args.quick))}")
+        for g in GPU_SCALE if not args.only else ():
             print(f"{g.name} (needs {g.needs}): {g.command}")
         return 0
+    if args.page and args.only:
+        parser.error("--page rewrites the whole page from what is there; drop --only")
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} is a file; give a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {out}: cannot create it ({err.strerror}); give a directory you can write")
     if args.page:
         page, _ = write_page(out, args.quick, given)
         print(f"page: {page}")
         return 0
+    lock = _lock(out, parser)
+    signal.signal(signal.SIGTERM, _terminated)  # like Ctrl-C: the sweep summarizes, the page is written
     ended = []
     start = time.monotonic()
     for i, experiment in enumerate(experiments, 1):
         earlier = read_status(out, experiment.name)
-        if complete(earlier, train_command(experiment, out, args.quick)):
+        if complete(earlier, experiment, out, args.quick):
             print(f"[{i}/{len(experiments)}] {experiment.name}: done earlier ({earlier.wall_seconds:.0f} s), kept")
             ended.append(earlier)
             continue
         print(f"[{i}/{len(experiments)}] {experiment.name}: {experiment.title}", flush=True)
         try:
-            status = run_experiment(experiment, out, args.quick, say=lambda line: print(line, flush=True))
+            status = run_experiment(
+                experiment, out, args.quick, say=lambda line: print(line, flush=True), keep_fds=(lock,)
+            )
         except KeyboardInterrupt:
             page, _ = write_page(out, args.quick, given)
             print(f"interrupted; the page shows what finished: {page}\nrun the same command again to go on")
@@ -108,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in items:
         print(f"{item.name:28} {item.verdict}")
     print(f"\npage: {page}  ({time.monotonic() - start:.0f} s)")
-    return 1 if any(s.state == FAILED or s.failed_runs for s in ended) else 0
+    return 1 if any(s.state in (FAILED, INTERRUPTED) or s.failed_runs for s in ended) else 0
 
 
 if __name__ == "__main__":

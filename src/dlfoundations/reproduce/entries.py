@@ -8,9 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from dlfoundations.errors import UserError
-from dlfoundations.record.collect import collect
+from dlfoundations.record.collect import collect, config_value
 from dlfoundations.reproduce.course import COURSE, GPU_SCALE, Experiment, GpuExperiment
-from dlfoundations.reproduce.runner import DONE, FAILED, INTERRUPTED, RUNNING, Status, read_status, sweep_dir
+from dlfoundations.reproduce.runner import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    RUNNING,
+    Status,
+    overrides_of,
+    ran_quick,
+    read_status,
+    sweep_dir,
+)
 from dlfoundations.results.aggregate import load_rows
 from dlfoundations.results.checks import build_report, find_reference
 
@@ -35,6 +45,7 @@ class Entry:
     gpu: bool = False
     note: str = ""
     report_error: str = ""  # why the reference could not be checked
+    quick: bool = False  # its runs are --quick ones (as its status file records)
 
 
 def _figures(directory: Path, patterns: tuple[str, ...]) -> list[Path]:
@@ -83,9 +94,13 @@ def check_verdict(report: dict[str, Any]) -> tuple[str, str]:
 
 
 def course_entry(experiment: Experiment, out: Path, quick: bool) -> Entry:
+    """An experiment of the course as its records show it; its command is the one that ran (the
+    ``--quick`` one where the status file says so), else the one ``quick`` would run."""
     directory = sweep_dir(out, experiment.name)
     status = read_status(out, experiment.name)
-    entry = Entry(experiment.name, experiment.title, experiment.command(), "not run", NOT_DONE, directory, status)
+    ran = ran_quick(status, experiment)
+    command = "python src/train.py -m " + " ".join(overrides_of(experiment, ran or (status is None and quick)))
+    entry = Entry(experiment.name, experiment.title, command, "not run", NOT_DONE, directory, status, quick=ran)
     entry.note = experiment.note
     if directory.exists():
         rows, failed = collect(directory)
@@ -146,6 +161,33 @@ def gpu_entry(experiment: GpuExperiment, given: Path | None) -> Entry:
     return entry
 
 
+def task_of(directory: Path) -> str | None:
+    """The ``task_name`` of a run dir, or of a sweep dir's first job."""
+    for job in [directory] + sorted((p.parent.parent for p in directory.glob("*/.hydra/config.yaml")), key=str):
+        task = config_value(job, "task_name")
+        if task:
+            return str(task)
+    return None
+
+
+def _unreadable(name: str, title: str, command: str, err: Exception) -> Entry:
+    """An experiment whose records cannot be read (a damaged yaml or json): said on its row, the
+    rest of the page still written."""
+    reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+    return Entry(name, title, command, f"its records cannot be read ({reason})", OUT)
+
+
 def entries(out: Path, quick: bool, given: dict[str, Path] | None = None) -> list[Entry]:
     given = given or {}
-    return [course_entry(e, out, quick) for e in COURSE] + [gpu_entry(e, given.get(e.name)) for e in GPU_SCALE]
+    items = []
+    for e in COURSE:
+        try:
+            items.append(course_entry(e, out, quick))
+        except Exception as err:  # whatever is damaged, the page names it and goes on
+            items.append(_unreadable(e.name, e.title, e.command(), err))
+    for g in GPU_SCALE:
+        try:
+            items.append(gpu_entry(g, given.get(g.name)))
+        except Exception as err:
+            items.append(_unreadable(g.name, g.title, g.command, err))
+    return items

@@ -256,7 +256,7 @@ def render_markdown(out: Path, items: list[Entry], head: dict[str, Any]) -> str:
     lines += ["| experiment | reproduces | verdict | wall time |", "| --- | --- | --- | --- |"]
     for entry in items:
         wall = _clock(entry.status.wall_seconds) if entry.status else ""
-        lines.append(f"| [{entry.name}](#{entry.name.replace('_', '_')}) | {entry.title} | {entry.verdict} | {wall} |")
+        lines.append(f"| [{entry.name}](#{entry.name}) | {entry.title} | {entry.verdict} | {wall} |")
     for entry in items:
         lines += [
             "",
@@ -306,7 +306,7 @@ def _total(items: list[Entry]) -> float:
 def write_page(out: Path, quick: bool, given: dict[str, Path] | None = None) -> tuple[Path, list[Entry]]:
     """Write ``<out>/index.html`` and ``<out>/REPORT.md``; returns the page's path and its entries."""
     items = entries(out, quick, given)
-    head = header(items, quick)
+    head = header(items, quick or any(e.quick for e in items))  # what ran, whatever the flag
     atomic_write_text(out / "index.html", render_html(out, items, head))
     atomic_write_text(out / "REPORT.md", render_markdown(out, items, head))
     return out / "index.html", items

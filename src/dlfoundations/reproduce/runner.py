@@ -10,6 +10,7 @@ only those).
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,11 @@ from dlfoundations.reproduce.course import Experiment
 
 DONE, INTERRUPTED, FAILED, RUNNING = "done", "interrupted", "failed", "running"
 POLL_SECONDS = 5.0
+
+
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM to ``make reproduce``: handled like Ctrl-C, but the child, which did not get the
+    signal (Ctrl-C reaches the whole process group, a SIGTERM only its target), is sent a SIGINT."""
 
 
 @dataclass
@@ -95,7 +101,11 @@ def expected_runs(overrides: Sequence[str]) -> int | None:
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_overrides(list(overrides))
-        counts = {o.get_key_element(): len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override()}
+        # A key the command line sets to one value is not swept, whatever the yaml's sweeper says
+        # (Hydra's sweeper lets the command line win): it counts once.
+        counts = {
+            o.get_key_element(): len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in parsed
+        }
         fixed = [text for text, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
         with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
             cfg = compose("train", overrides=fixed, return_hydra_config=True)
@@ -137,10 +147,17 @@ def _counts(directory: Path, running: bool = False) -> tuple[int, int]:
     return len(rows), len(failed)
 
 
-def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable[[str], None] = print) -> Status:
+def run_experiment(
+    experiment: Experiment,
+    out: Path,
+    quick: bool,
+    say: Callable[[str], None] = print,
+    keep_fds: Sequence[int] = (),
+) -> Status:
     """Run one experiment (resuming what an earlier attempt left); returns its status. Ctrl-C
     stops the child (it writes the summary of its finished runs), records the experiment as
-    interrupted and raises KeyboardInterrupt."""
+    interrupted and raises KeyboardInterrupt. ``keep_fds``: open files the child inherits (the
+    out dir's lock)."""
     directory = sweep_dir(out, experiment.name)
     command = train_command(experiment, out, quick)
     earlier = read_status(out, experiment.name)
@@ -156,7 +173,7 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)}\n")
         log.flush()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=tuple(keep_fds))
         shown = (-2, -2)
         try:
             while True:
@@ -169,8 +186,11 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable
                 if counts != shown and counts[0] >= 0:
                     shown = counts
                     say(_progress_line(experiment.name, *counts, status.expected_runs, time.monotonic() - start))
-        except KeyboardInterrupt:
-            # The child got the same SIGINT (one process group): it stops its runs and summarizes.
+        except KeyboardInterrupt as stop:
+            # Ctrl-C: the child got the same SIGINT (one process group); it stops its runs and
+            # summarizes. A SIGTERM reached only this process: the child is asked the same way.
+            if isinstance(stop, Terminated) and child.poll() is None:
+                child.send_signal(signal.SIGINT)
             _wait(child)
             _record(status, out, _counts(directory), INTERRUPTED, child.returncode, time.monotonic() - start)
             raise
@@ -183,16 +203,23 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool, say: Callable
     return _record(status, out, counts, state, code, time.monotonic() - start)
 
 
-def complete(status: Status | None, command: list[str]) -> TypeGuard[Status]:
-    """Whether an earlier attempt of this command ended with every run finished: only then is it
-    kept; otherwise running it again (skip_finished) runs what is missing or failed."""
-    return (
-        status is not None
-        and status.state == DONE
-        and status.command == command
-        and status.failed_runs == 0
-        and (status.expected_runs is None or status.finished_runs >= status.expected_runs)
-    )
+def complete(status: Status | None, experiment: Experiment, out: Path, quick: bool) -> TypeGuard[Status]:
+    """Whether an earlier attempt of this experiment's command ended with every run finished, as
+    its sweep dir shows now (not as the status file remembers: the dir may have been deleted or
+    the yaml's grid changed since): only then is it kept; otherwise running it again
+    (skip_finished) runs what is missing or failed."""
+    if status is None or status.state != DONE or status.command != train_command(experiment, out, quick):
+        return False
+    finished, failed = _counts(sweep_dir(out, experiment.name))
+    expected = expected_runs(overrides_of(experiment, quick))
+    return finished > 0 and failed == 0 and (expected is None or finished >= expected)
+
+
+def ran_quick(status: Status | None, experiment: Experiment) -> bool:
+    """Whether the status's command is the experiment's ``--quick`` one (read from the record, so
+    a page rebuilt without ``--quick`` still says what ran)."""
+    quick = overrides_of(experiment, quick=True)
+    return status is not None and quick != list(experiment.overrides) and status.command[4:-2] == quick
 
 
 def _wait(child: subprocess.Popen) -> None:
