@@ -130,6 +130,11 @@ def test_single_run_dir_and_script(tmp_path):
         [sys.executable, str(REPO / "scripts" / "report.py"), str(norefs)], capture_output=True, text=True
     )
     assert bare.returncode == 2 and "no reference block" in bare.stderr
+    unmeasured = write_job(tmp_path / "unmeasured", {"seed": 0}, {"val/acc": 0.5}, 10, {"reference": ref})
+    nothing = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), str(unmeasured)], capture_output=True, text=True
+    )
+    assert nothing.returncode == 2 and "none of the reference's checks is measured" in nothing.stderr
     helped = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "report.py"), "--help"], capture_output=True, text=True
     )
