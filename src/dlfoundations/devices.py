@@ -156,6 +156,7 @@ def sweep_job_device(trainer_args: dict, jobs_per_gpu: int = 1, cpu_threads: int
     gpus = _BOUND_GPU.get("count") or (torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if not gpus:
         torch.set_num_threads(cpu_threads)
+        log.info("torch threads: %d (device_pool.cpu_threads of a local launcher's worker)", cpu_threads)
         yield
         return
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // (gpus * jobs_per_gpu)))  # this job's share
