@@ -247,3 +247,13 @@ def test_a_data_dir_that_cannot_be_created_is_refused(tmp_path):
     read_only = unwritable_dir(tmp_path)
     with pytest.raises(UserError, match=r"^paths.data_dir=.*/new is not writable .*"):
         check_data_dir(make_cfg([f"paths.data_dir={read_only}/new"], tmp_path / "check"))
+
+
+def test_a_mistake_found_while_building_the_run_comes_before_the_config_tree(tmp_path):
+    # Lightning refuses max_epochs=-2 when the trainer is built: that error is what the user reads,
+    # not the last line under a screen of config (the tree is printed once everything is built).
+    proc = cli(["experiment=memorize_cpu", "trainer.max_epochs=-2"], tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err[-3000:]
+    assert "max_epochs" in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert "optimizer" not in out and "learning_rate" not in out, out[:2000]  # no config tree printed

@@ -154,9 +154,6 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     if split is not None and split not in TEST_SETS:
         raise UserError(f"predict.split={split} is not a split; use one of {list(TEST_SETS)}")
     output_dir = Path(run_cfg.paths.output_dir)
-    # Lightning sets rank on the function (documented); its stubs do not declare it.
-    if run_cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
-        rich.console.Console().print(config_tree(run_cfg))
     save_config(run_cfg, output_dir)
     if torch.cuda.is_available() and run_cfg.speed.get("matmul_precision"):
         torch.set_float32_matmul_precision(run_cfg.speed.matmul_precision)
@@ -199,6 +196,10 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     )
     if (split or inputs) and trainer.world_size > 1:
         raise UserError("predict runs on one device; set trainer.devices=1")
+    # The config tree once everything is built (a mistake found while building is the last line the
+    # user reads). Lightning sets rank on the function (documented); its stubs do not declare it.
+    if run_cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+        rich.console.Console().print(config_tree(run_cfg))
     trainer.test(
         task, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True, verbose=run_cfg.get("print_config", True)
     )

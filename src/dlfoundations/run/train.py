@@ -90,9 +90,6 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     if cfg.data.get("eval_sets", None) == []:
         trainer_args["limit_val_batches"] = 0  # nothing to evaluate per epoch: no validation loop
-    # Lightning sets rank on the function (documented); its stubs do not declare it.
-    if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
-        rich.console.Console().print(config_tree(cfg))
     save_config(cfg, output_dir)
     if torch.cuda.is_available() and cfg.speed.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.speed.matmul_precision)
@@ -125,6 +122,11 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         # default one written after every epoch.
         trainer_args["enable_checkpointing"] = False
     trainer = build_trainer(trainer_args, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    # The config tree once everything is built: a mistake found while building is the last line
+    # the user reads, not one under a screen of config. Lightning sets rank on the function
+    # (documented); its stubs do not declare it.
+    if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+        rich.console.Console().print(config_tree(cfg))
     hparams = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
