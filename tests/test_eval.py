@@ -90,6 +90,7 @@ def test_eval_reproduces_the_runs_test_metrics_and_predicts(trained, tmp_path):
     assert results["run_dir"] == str(run_dir.resolve())
     assert results["checkpoint"]["path"] == str((run_dir / "checkpoints" / "last.ckpt").resolve())
     assert results["checkpoint"]["global_step"] == 4 * 5  # 4 epochs of 500 samples in batches of 100
+    assert results["checkpoint"]["epoch_index"] == 3  # the 4th epoch's end: its 0-based index, named so
     for name in ("test/acc", "test/loss"):
         assert abs(results["metrics"][name] - metrics[name]) <= EXACT, name
 
@@ -151,9 +152,11 @@ def test_train_false_tests_the_checkpoints_weights(trained, tmp_path):
     run_dir, metrics, data_dir = trained
     last = run_dir / "checkpoints" / "last.ckpt"
     assert abs(metrics["test/loss"] - math.log(10)) > 0.1  # a trained net: far from chance's ln(10)
-    tested = main(make_cfg([*RUN, "train=false", f"ckpt_path={last}"], tmp_path / "tested", data_dir))["metrics"]
+    tested_run = main(make_cfg([*RUN, "train=false", f"ckpt_path={last}"], tmp_path / "tested", data_dir))
+    tested = tested_run["metrics"]
     for name in ("test/acc", "test/loss"):
         assert abs(tested[name] - metrics[name]) <= EXACT, name
+    assert tested_run["epochs"] == 0 and tested_run["checkpoint"] == str(last)  # which weights were tested
     # Resuming a finished run trains no further and tests the restored weights.
     resumed = main(make_cfg([*RUN, f"ckpt_path={last}"], tmp_path / "resumed", data_dir))
     assert resumed["global_step"] == 20 and abs(resumed["metrics"]["test/loss"] - metrics["test/loss"]) <= EXACT

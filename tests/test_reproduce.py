@@ -304,7 +304,8 @@ def test_a_damaged_record_is_said_on_its_row_and_the_page_still_written(tmp_path
     for name in ("memorize_cpu", "zhang_inputs"):
         make_sweep(sweep_dir(out, name), jobs, _reference([[1, 0.5]]))
         _status(out, name, DONE, 2, 2)
-    (sweep_dir(out, "zhang_inputs") / "1" / ".hydra" / "overrides.yaml").write_text("- model.width=2\n- 'unterminated\n")
+    broken_yaml = sweep_dir(out, "zhang_inputs") / "1" / ".hydra" / "overrides.yaml"
+    broken_yaml.write_text("- model.width=2\n- 'unterminated\n")
     page, items = write_page(out, quick=False)
     found = {e.name: e for e in items}
     damaged = found["zhang_inputs"]

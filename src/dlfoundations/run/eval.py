@@ -226,7 +226,7 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         # Lightning's counters at save time: epoch is the index of the epoch being trained.
         "checkpoint": {
             "path": str(ckpt),
-            "epoch": checkpoint.get("epoch"),
+            "epoch_index": checkpoint.get("epoch"),  # 0-based: a checkpoint of epoch k's end has k
             "global_step": checkpoint.get("global_step"),
         },
         "overrides": applied,

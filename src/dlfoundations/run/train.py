@@ -163,7 +163,8 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         "width": cfg.model.get("width"),
         "epochs": epochs,
         "global_step": global_step,
-        "fit_seconds": round(fit_seconds, 3),
+        "fit_seconds": round(fit_seconds, 3),  # of this run (a resumed one: the epochs after its checkpoint)
+        "checkpoint": str(ckpt_path) if ckpt_path else None,  # resumed from (fit) or tested (train=false)
         "seed": cfg.seed,
         "overrides": current_job_identity(),  # which sweep job these results are of (skip_finished)
         # NaN/inf metrics (e.g. a test loss that overflowed) are flagged, never reported silently.
@@ -185,7 +186,12 @@ def _train(cfg: DictConfig, trainer_args: dict[str, Any]) -> dict[str, Any]:
         log.warning("optimized_metric=%s was not logged; logged metrics: %s", name, sorted(metrics))
     if trainer.is_global_zero:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-        log.info("%d epochs in %.1f s: %s", epochs, fit_seconds, summary)
+        if fit and ckpt_path:  # the seconds are this run's, the epochs counted from the start
+            log.info("%d epochs, resumed from %s, this run's in %.1f s: %s", epochs, ckpt_path, fit_seconds, summary)
+        elif fit:
+            log.info("%d epochs in %.1f s: %s", epochs, fit_seconds, summary)
+        else:
+            log.info("tested %s (no training): %s", ckpt_path or "the given weights", summary)
         log.info("run dir: %s", output_dir)
     return results
 
