@@ -79,7 +79,8 @@ def test_the_cli_prints_a_wrong_type_as_one_line_with_exit_code_2(tmp_path):
         "root": "error: seed: Value 'x' of type 'str' could not be converted to Integer",
         "eval": "error: trainer.max_epochs: Value 'x' of type 'str' could not be converted to Integer",
         "file": "error: data.stream (set in 'experiment/double_descent_rf') is no argument of the chosen data "
-        "config's class; choose one that takes it",
+        "config (data=cifar10); 'experiment/double_descent_rf' was written for another data: choose that one, "
+        "or copy it into an experiment of your own without data.stream",
     }
     for name, proc in runs.items():
         _, err = proc.communicate(timeout=300)

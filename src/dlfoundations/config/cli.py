@@ -25,9 +25,10 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from dlfoundations.config.overrides import is_hydra_key, override_key, override_value
 
 
-def composition_error_line(err: BaseException) -> str | None:
+def composition_error_line(err: BaseException, overrides: Iterable[str] = ()) -> str | None:
     """One line for a composition error that is a value of the wrong type, or a key a config file
-    (e.g. an experiment) sets that the chosen option's schema lacks; None for other errors."""
+    (e.g. an experiment) sets that the chosen option's schema lacks (naming the option chosen in
+    ``overrides``, the command line's); None for other errors."""
     cause: BaseException | None = err
     while cause is not None and not isinstance(cause, (ValidationError, ConfigKeyError)):
         cause = cause.__cause__ or cause.__context__
@@ -38,11 +39,16 @@ def composition_error_line(err: BaseException) -> str | None:
     where = f"'{found.group(1)}'" if found else None
     key = cause.full_key or ""
     if isinstance(cause, ConfigKeyError):  # from the command line: override_hints names the valid keys
+        if not where:
+            return None
         group = key.split(".")[0]
+        chosen = next((f" ({o})" for o in overrides if override_key(o) == group), "")
+        # The file's keys merge into the chosen option's schema before the command line applies
+        # (a ~key cannot drop them): the way out is the option the file was written for, or a file
+        # of one's own.
         return (
-            f"{key} (set in {where}) is no argument of the chosen {group} config's class; choose one that takes it"
-            if where
-            else None
+            f"{key} (set in {where}) is no argument of the chosen {group} config{chosen}; {where} was written "
+            f"for another {group}: choose that one, or copy it into an experiment of your own without {key}"
         )
     message = str(cause.msg).strip().splitlines()[0]  # the rest names the schema class: noise here
     line = f"{key}: {message}" if key else message
@@ -63,7 +69,7 @@ def run_entry(entry: Callable[[], Any]) -> None:
     except CompactHydraException as err:  # composition: bad override, unknown option or key
         if not own or isinstance(err, InstantiationException):
             raise  # a constructor's own error while the run builds its objects: its traceback
-        line = composition_error_line(err)
+        line = composition_error_line(err, [a for a in sys.argv[1:] if not a.startswith("-")])
         lines = [line] if line is not None else override_hints([a for a in sys.argv[1:] if not a.startswith("-")])
         if not lines:  # Hydra's own message: its first line is the mistake, the rest its search path
             lines = [next((t.strip() for t in str(err).splitlines() if t.strip()), type(err).__name__)]
