@@ -135,6 +135,11 @@ def test_eval_mistakes_are_one_line_errors(trained, tmp_path):
             r"^error: predict.input=.*wrong.npz holds a tensor of shape \[3, 41\]; the model takes \[N, 40\]"
         ),
         "experiment=memorize": r"^error: experiment=memorize: eval rebuilds the run from its own config",
+        # The model is the run's; the data is what does not fit it.
+        "data=mnist_bundled": (
+            r"^error: data=mnist_bundled gives inputs of shape \[1, 28, 28\], and this run's model was trained "
+            r"on inputs of shape \[40\]; evaluate it on data of that shape"
+        ),
         f"paths.log_dir={tmp_path / 'wrong.npz' / 'logs'}": r"^error: cannot write .*wrong.npz/logs/eval/runs/.*",
     }
     for override, message in cases.items():

@@ -140,6 +140,14 @@ def eval_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, 
             )
         _set(merged, key, value)
         applied.append(override)
+    trained_on, given = _get(run, "data.input_shape"), _get(merged, "data.input_shape")
+    if isinstance(trained_on, list) and isinstance(given, list) and trained_on != given:
+        # Said here, not as a checkpoint of "another model": the model is the run's, the data is not.
+        data = next((o for o in applied if override_key(o) == "data"), "these data overrides")
+        raise UserError(
+            f"{data} gives inputs of shape {given}, and this run's model was trained on inputs of shape "
+            f"{trained_on}; evaluate it on data of that shape (e.g. data.test_sets=[...] of its own data)"
+        )
     return OmegaConf.create(merged), run_dir, ckpt, applied
 
 
