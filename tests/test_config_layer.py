@@ -323,3 +323,12 @@ def test_a_root_key_that_lives_in_a_node_is_pointed_to():
     ]
     (line,) = unknown_key_hints(["sed=1"])
     assert line.startswith("sed is not a config key; did you mean seed? root keys: ")
+
+
+def test_a_mistyped_launcher_is_pointed_to_the_closest_of_hydras_and_the_projects_launchers():
+    from dlfoundations.config.cli import override_hints
+
+    (line,) = override_hints(["-m", "hydra/launcher=locall", "seed=0,1"])
+    assert line.startswith("hydra/launcher=locall is not among the hydra/launcher options; did you mean local? (")
+    assert all(name in line for name in ("basic", "joblib", "packed", "slurm", "submitit_slurm"))
+    assert override_hints(["hydra/launcher=packed", "hydra.job.chdir=false"]) == []  # valid: no hint

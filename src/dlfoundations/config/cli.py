@@ -105,8 +105,18 @@ def _closest(word: str, choices: Iterable[str]) -> str:
 
 def group_options(group: str) -> list[str] | None:
     """The options of config group ``group`` in conf/ (``model`` -> alexnet, cnn, ...), None when
-    ``group`` is no group there."""
+    ``group`` is no group there. Hydra's own groups (``hydra/launcher``) also list what Hydra and
+    its plugins bring (basic, joblib, submitit_slurm, ...), as Hydra's config loader sees them."""
     folder = Path(str(resources.files("dlfoundations.conf"))) / group
+    if group.startswith("hydra/"):
+        from hydra import initialize_config_module
+        from hydra.core.global_hydra import GlobalHydra
+
+        try:
+            with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
+                return sorted(GlobalHydra.instance().config_loader().get_group_options(group)) or None
+        except Exception:  # Hydra already initialized by the caller: the project's own options
+            pass
     if not folder.is_dir():
         return None
     return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
@@ -118,7 +128,8 @@ def override_hints(overrides: list[str]) -> list[str]:
     hints = []
     for override in overrides:
         key, value = override_key(override), override_value(override)
-        options = group_options(key) if value is not None and not is_hydra_key(key) else None
+        a_group = key.startswith("hydra/") or not is_hydra_key(key)  # hydra/launcher is one, hydra.x is not
+        options = group_options(key) if value is not None and a_group else None
         if options is None or value is None:
             continue
         # A sweep's comma list (model=mlp,cnn): each value is an option.
