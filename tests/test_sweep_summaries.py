@@ -118,6 +118,20 @@ def test_stale_failed_txt_goes_once_every_job_finished(tmp_path):
     assert not summary["failed"] and not (sweep / "failed.txt").exists()
 
 
+def test_figures_of_an_earlier_summary_that_this_one_does_not_draw_are_set_aside(tmp_path):
+    # A first summary draws zhang.png; a relaunch with other overrides draws only summary.png: the
+    # earlier zhang figure (and its PDF) moves to superseded/, the new summary's files stay.
+    sweep = noise_sweep(tmp_path)
+    first = write_summary(sweep, figures=["summary", "zhang"])
+    assert (sweep / "zhang.png").exists() and (sweep / "zhang.pdf").exists(), first["written"]
+    second = write_summary(sweep, figures=["summary"])
+    assert not (sweep / "zhang.png").exists() and not (sweep / "zhang.pdf").exists()
+    (aside,) = (sweep / "superseded").iterdir()
+    assert {"zhang.png", "zhang.pdf"} <= {p.name for p in aside.iterdir()}
+    assert all(p.exists() for p in second["written"]) and (sweep / "summary.png").exists()
+    assert "zhang.png" not in json.loads((sweep / "summary_files.json").read_text())
+
+
 def test_results_of_other_overrides_are_not_shown_as_this_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     make_job(sweep, 0, ["model.width=4"], {"test/acc": 0.5}, num_params=400)

@@ -4,12 +4,16 @@ rest. The steps are separate functions: :func:`collect`, :func:`choose_x`,
 :func:`write_csv`, :func:`plot_summary`; :func:`write_summary` chains them.
 """
 
+import json
 import logging
+import os
+import secrets
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlfoundations.atomic import atomic_write_csv, atomic_write_text
+from dlfoundations.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
 from dlfoundations.config.schemas import Figure
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import NOT_METRICS, collect, earlier_jobs, to_float
@@ -78,6 +82,41 @@ def write_failed(sweep_dir: Path, failed: list[dict[str, str]]) -> Path | None:
     for f in failed:
         log.warning("sweep job %s (%s) failed: %s", f["job"], f["overrides"], f["error"])
     return atomic_write_text(path, "".join(f"job {f['job']} ({f['overrides']}): {f['error']}\n" for f in failed))
+
+
+OUTPUTS_FILE = "summary_files.json"  # what the sweep's latest summary wrote
+
+
+def set_aside_stale_outputs(sweep_dir: Path, written: list[Path]) -> Path | None:
+    """Move the files an earlier summary of ``sweep_dir`` wrote and this one did not (e.g. zhang.png
+    of an earlier launch with other overrides, whose figure this launch does not draw) to
+    ``<sweep dir>/superseded/summary_<time>_<id>/``, so that every figure next to summary.csv is of
+    its jobs; record what this summary wrote. Returns that folder, or None if nothing was stale."""
+    # A figure's vector twin (summary.pdf beside summary.png) belongs to it.
+    now = {p.name for p in written} | {p.with_suffix(".pdf").name for p in written if p.with_suffix(".pdf").exists()}
+    try:
+        before = set(read_outputs(sweep_dir))
+    except (OSError, ValueError):  # no record yet (a first summary) or a damaged one: nothing to judge by
+        before = set()
+    stale = sorted(name for name in before - now if (sweep_dir / name).is_file())
+    target = None
+    if stale:
+        stamp = f"summary_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
+        target = sweep_dir / "superseded" / stamp
+        target.mkdir(parents=True)
+        for name in stale:
+            os.replace(sweep_dir / name, target / name)
+        atomic_write_text(target / "why.txt", "written by an earlier summary of this sweep dir; not by its latest\n")
+        log.info("sweep summary: %s of an earlier summary set aside in %s", ", ".join(stale), target)
+    atomic_write_json(sweep_dir / OUTPUTS_FILE, sorted(now))
+    return target
+
+
+def read_outputs(sweep_dir: Path) -> list[str]:
+    names = json.loads((sweep_dir / OUTPUTS_FILE).read_text())
+    if not isinstance(names, list):
+        raise ValueError(f"{OUTPUTS_FILE} is not a list")
+    return [str(n) for n in names if "/" not in str(n)]
 
 
 def write_summary(
@@ -163,6 +202,7 @@ def write_summary(
         written.append(failed_txt)
     extra = finish_sweep(sweep_dir, analysis, figures, y, band, title or sweep_dir.name, logy, ylabel, threshold_x)
     written += [path for path in extra.values() if path not in written]
+    set_aside_stale_outputs(sweep_dir, written)
     return {
         "rows": rows,
         "failed": failed,
