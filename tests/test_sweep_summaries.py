@@ -171,6 +171,10 @@ def test_summarize_script_refuses_a_bogus_metric_and_keeps_the_summary(tmp_path,
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and named in err
         assert "test/err" in err and "train_eval/acc" in err  # names what is there
+    # Grouping by the only swept key would put every point at one x: refused, the summary kept.
+    assert script.main([str(sweep), "--group-by", "data.label_noise"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --group-by data.label_noise leaves nothing for the x axis: every job has the same")
     assert {name: (sweep / name).read_bytes() for name in before} == before
     assert {name: (sweep / name).stat().st_mtime_ns for name in before} == stamps
 

@@ -66,6 +66,13 @@ def check_options(
             raise UserError(
                 f"--{option} {key}: no such column in this sweep; available: {', '.join(settings + metrics)}"
             )
+    chosen = choose_x(rows, x or "num_params", group_by)
+    if group_by and len(rows) > 1 and not varying(rows, chosen):
+        # e.g. --group-by data.label_noise on a label-noise sweep: every point would sit at one x.
+        raise UserError(
+            f"--group-by {group_by} leaves nothing for the x axis: every job has the same {chosen}; "
+            f"drop --group-by (x is then {group_by}) or give an --x that varies"
+        )
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
