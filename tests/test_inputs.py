@@ -257,3 +257,12 @@ def test_a_mistake_found_while_building_the_run_comes_before_the_config_tree(tmp
     assert proc.returncode == 2, err[-3000:]
     assert "max_epochs" in err.strip().splitlines()[-1] and "Traceback" not in err
     assert "optimizer" not in out and "learning_rate" not in out, out[:2000]  # no config tree printed
+
+
+def test_an_unknown_eval_set_is_named_before_the_callbacks_it_would_starve(tmp_path):
+    # memorize_cpu stops on train_eval/acc: with eval_sets=[foo] the typo is the mistake to name,
+    # not that the stopping callback would never act.
+    with pytest.raises(UserError, match=r"^data.eval_sets has unknown entries \['foo'\]; use some of "):
+        preflight(make_cfg(["experiment=memorize_cpu", "data.eval_sets=[foo]"], tmp_path))
+    with pytest.raises(UserError, match=r"^callbacks.stop_when_memorized acts on train_eval/acc, but"):
+        preflight(make_cfg(["experiment=memorize_cpu", "data.eval_sets=[val]"], tmp_path))

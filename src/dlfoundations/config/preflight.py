@@ -34,7 +34,7 @@ from torch import nn
 from dlfoundations.config import sizing
 from dlfoundations.config.objects import instantiate
 from dlfoundations.config.schemas import HYDRA_KEYS, constructor_arguments
-from dlfoundations.data.base import EVAL_SETS
+from dlfoundations.data.base import EVAL_SETS, check_eval_sets
 from dlfoundations.errors import UserError
 from dlfoundations.replicas.build import num_replicas, pack_widths
 
@@ -54,6 +54,7 @@ def check_monitors(cfg: DictConfig) -> None:
     """Every callback's ``monitor`` of an evaluation set (``train_eval/acc``) names a set that
     ``data.eval_sets`` evaluates during fit; otherwise the callback silently never acts."""
     evaluated = set(OmegaConf.select(cfg, "data.eval_sets", default=None) or [])
+    check_eval_sets(sorted(evaluated))  # a typo in the sets is the mistake to name, not its effect below
     for name, node in (cfg.get("callbacks") or {}).items():
         monitor = node.get("monitor") if isinstance(node, DictConfig) else None
         where = str(monitor).split("/", 1)[0] if monitor else None

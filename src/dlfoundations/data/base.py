@@ -16,6 +16,7 @@ inputs with their original labels).
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -64,6 +65,13 @@ def eval_groups(names: list[str] | tuple[str, ...]) -> list[list[str]]:
         else:
             groups.append([name])
     return groups
+
+
+def check_eval_sets(eval_sets: Sequence[str]) -> None:
+    """Refuse a ``data.eval_sets`` entry that is no evaluation set, naming the known ones."""
+    unknown = [s for s in eval_sets if s not in EVAL_SETS]
+    if unknown:
+        raise UserError(f"data.eval_sets has unknown entries {unknown}; use some of {EVAL_SETS}")
 
 
 @dataclass
@@ -134,9 +142,7 @@ class InMemoryDataModule(L.LightningDataModule):
             raise UserError(
                 f"data.input_corruption={input_corruption!r} is not known; use null or one of {INPUT_CORRUPTIONS}"
             )
-        unknown = [s for s in eval_sets if s not in EVAL_SETS]
-        if unknown:
-            raise UserError(f"data.eval_sets has unknown entries {unknown}; use some of {EVAL_SETS}")
+        check_eval_sets(eval_sets)
         unknown = [s for s in test_sets if s not in TEST_SETS]
         if unknown or not test_sets:
             raise UserError(f"data.test_sets has unknown entries {unknown}; use some of {TEST_SETS}")
