@@ -332,3 +332,8 @@ def test_a_mistyped_launcher_is_pointed_to_the_closest_of_hydras_and_the_project
     assert line.startswith("hydra/launcher=locall is not among the hydra/launcher options; did you mean local? (")
     assert all(name in line for name in ("basic", "joblib", "packed", "slurm", "submitit_slurm"))
     assert override_hints(["hydra/launcher=packed", "hydra.job.chdir=false"]) == []  # valid: no hint
+    # Inside an initialized Hydra (a caller's compose): the same full list, not the project's alone.
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
+        assert override_hints(["hydra/launcher=locall"]) == [line]

@@ -323,10 +323,12 @@ def test_a_page_rebuilt_without_quick_still_says_its_runs_were_quick_and_shows_t
     (entry,) = [e for e in items if e.name == experiment.name]
     assert entry.quick and entry.command == "python src/train.py -m " + " ".join(overrides_of(experiment, True))
     assert "seed=0,1,2,3,4" not in entry.command and "<b>Quick run</b>" in page.read_text()
-    # The full command's record is no quick run.
+    # The full command's record is no quick run, and no --quick flag makes it one.
     _status(out, experiment.name, DONE, 6, 6, command=train_command(experiment, out, quick=False))
     (entry,) = [e for e in entries(out, quick=False) if e.name == experiment.name]
     assert not entry.quick and entry.command == experiment.command()
+    page, _ = write_page(out, quick=True)
+    assert "<b>Quick run</b>" not in page.read_text()
 
 
 def test_the_command_line_refuses_what_it_cannot_do_with_exit_code_2(tmp_path, capsys):
@@ -337,13 +339,21 @@ def test_the_command_line_refuses_what_it_cannot_do_with_exit_code_2(tmp_path, c
 
     other = write_job(tmp_path / "memorize_cpu_run", {"seed": 0}, {"test/acc": 0.1}, 10, {"task_name": "memorize_cpu"})
     own = write_job(tmp_path / "memorize_run", {"seed": 0}, {"test/acc": 0.1}, 10, {"task_name": "memorize"})
+    # A run of experiment=memorize under a task_name of one's own is memorize's (Hydra's record says).
+    renamed = write_job(tmp_path / "renamed_run", {"seed": 0}, {"test/acc": 0.1}, 10, {"task_name": "memorize_a100"})
+    (renamed / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      experiment: memorize\n")
+    damaged = write_job(tmp_path / "damaged_run", {"seed": 0}, {"test/acc": 0.1}, 10, {"task_name": "memorize"})
+    (damaged / ".hydra" / "config.yaml").write_text("task_name: 'unterminated\n")
     (tmp_path / "a_file").write_text("")
     out = tmp_path / "out"
+    (tmp_path / "lock_is_a_dir" / ".lock").mkdir(parents=True)
     refused = {
         "another experiment's dir": ["--results", f"memorize={other}"],
+        "a damaged config": ["--results", f"memorize={damaged}"],
         "one experiment twice": ["--results", f"memorize={own}", f"memorize={own}"],
         "--page with --only": ["--page", "--only", "memorize_cpu", "--out", str(out)],
         "an --out that cannot be made": ["--out", str(tmp_path / "a_file" / "x"), "--only", "memorize_cpu"],
+        "an --out that cannot be written": ["--out", str(tmp_path / "lock_is_a_dir"), "--only", "memorize_cpu"],
     }
     for why, argv in refused.items():
         with pytest.raises(SystemExit) as stop:
@@ -351,6 +361,9 @@ def test_the_command_line_refuses_what_it_cannot_do_with_exit_code_2(tmp_path, c
         assert stop.value.code == 2, why
     err = capsys.readouterr().err
     assert "that dir holds memorize_cpu runs, not memorize" in err and "is given twice" in err
+    assert "its config cannot be read" in err and "cannot write there" in err
+    assert main(["--list", "--results", f"memorize={renamed}"]) == 0
+    capsys.readouterr()
     # Another make reproduce writing the same dir (it holds the lock): refused before anything runs.
     out.mkdir()
     held = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)

@@ -118,18 +118,27 @@ def test_stale_failed_txt_goes_once_every_job_finished(tmp_path):
     assert not summary["failed"] and not (sweep / "failed.txt").exists()
 
 
-def test_figures_of_an_earlier_summary_that_this_one_does_not_draw_are_set_aside(tmp_path):
-    # A first summary draws zhang.png; a relaunch with other overrides draws only summary.png: the
-    # earlier zhang figure (and its PDF) moves to superseded/, the new summary's files stay.
+def test_files_of_an_earlier_launchs_summary_that_this_one_does_not_rewrite_are_set_aside(tmp_path):
+    from dlfoundations.record.jobs import start_launch
+
     sweep = noise_sweep(tmp_path)
+    start_launch(sweep)
     first = write_summary(sweep, figures=["summary", "zhang"])
     assert (sweep / "zhang.png").exists() and (sweep / "zhang.pdf").exists(), first["written"]
+    # The same launch summarized again with fewer figures (scripts/summarize_sweep.py): nothing moves.
+    write_summary(sweep, figures=["summary"])
+    assert (sweep / "zhang.png").exists() and not (sweep / "superseded").exists()
+    # A relaunch (other overrides) draws only summary.png: the earlier launch's zhang figure, its
+    # PDF and its table move to superseded/; the new summary's files stay.
+    (sweep / "notes.txt").write_text("the user's own file")
+    start_launch(sweep)
     second = write_summary(sweep, figures=["summary"])
-    assert not (sweep / "zhang.png").exists() and not (sweep / "zhang.pdf").exists()
+    assert not any((sweep / name).exists() for name in ("zhang.png", "zhang.pdf", "zhang.csv"))
     (aside,) = (sweep / "superseded").iterdir()
-    assert {"zhang.png", "zhang.pdf"} <= {p.name for p in aside.iterdir()}
-    assert all(p.exists() for p in second["written"]) and (sweep / "summary.png").exists()
-    assert "zhang.png" not in json.loads((sweep / "summary_files.json").read_text())
+    assert {"zhang.png", "zhang.pdf", "zhang.csv"} <= {p.name for p in aside.iterdir()}
+    assert all(p.exists() for p in second["written"]) and (sweep / "summary.pdf").exists()
+    assert (sweep / "notes.txt").exists()  # never written by a summary: never moved
+    assert "zhang.png" not in json.loads((sweep / "summary_files.json").read_text())["files"]
 
 
 def test_results_of_other_overrides_are_not_shown_as_this_jobs(tmp_path):
@@ -171,10 +180,6 @@ def test_summarize_script_refuses_a_bogus_metric_and_keeps_the_summary(tmp_path,
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and named in err
         assert "test/err" in err and "train_eval/acc" in err  # names what is there
-    # Grouping by the only swept key would put every point at one x: refused, the summary kept.
-    assert script.main([str(sweep), "--group-by", "data.label_noise"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: --group-by data.label_noise leaves nothing for the x axis: every job has the same")
     assert {name: (sweep / name).read_bytes() for name in before} == before
     assert {name: (sweep / name).stat().st_mtime_ns for name in before} == stamps
 

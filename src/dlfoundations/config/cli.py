@@ -112,11 +112,10 @@ def group_options(group: str) -> list[str] | None:
         from hydra import initialize_config_module
         from hydra.core.global_hydra import GlobalHydra
 
-        try:
-            with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
-                return sorted(GlobalHydra.instance().config_loader().get_group_options(group)) or None
-        except Exception:  # Hydra already initialized by the caller: the project's own options
-            pass
+        if GlobalHydra.instance().is_initialized():  # e.g. inside a test's or the caller's compose
+            return sorted(GlobalHydra.instance().config_loader().get_group_options(group)) or None
+        with initialize_config_module(config_module="dlfoundations.conf", version_base="1.3"):
+            return sorted(GlobalHydra.instance().config_loader().get_group_options(group)) or None
     if not folder.is_dir():
         return None
     return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))

@@ -54,7 +54,8 @@ def check_monitors(cfg: DictConfig) -> None:
     """Every callback's ``monitor`` of an evaluation set (``train_eval/acc``) names a set that
     ``data.eval_sets`` evaluates during fit; otherwise the callback silently never acts."""
     evaluated = set(OmegaConf.select(cfg, "data.eval_sets", default=None) or [])
-    check_eval_sets(sorted(evaluated))  # a typo in the sets is the mistake to name, not its effect below
+    # A typo in the sets is the mistake to name, not its effect below.
+    check_eval_sets(list(OmegaConf.select(cfg, "data.eval_sets", default=None) or []))
     for name, node in (cfg.get("callbacks") or {}).items():
         monitor = node.get("monitor") if isinstance(node, DictConfig) else None
         where = str(monitor).split("/", 1)[0] if monitor else None

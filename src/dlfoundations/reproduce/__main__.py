@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dlfoundations.reproduce.course import COURSE, GPU_SCALE, by_name
-from dlfoundations.reproduce.entries import task_of
+from dlfoundations.reproduce.entries import experiment_of
 from dlfoundations.reproduce.page import write_page
 from dlfoundations.reproduce.runner import (
     FAILED,
@@ -70,9 +70,13 @@ def _given(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Path]
             parser.error(f"--results {pair}: {directory} is not a directory")
         if name in given:
             parser.error(f"--results {name}= is given twice; give one dir per experiment")
-        task = task_of(Path(directory))
-        if task != name:
-            parser.error(f"--results {pair}: that dir holds {task or 'no'} runs, not {name}; give {name}'s own dir")
+        try:
+            found = experiment_of(Path(directory))
+        except Exception as err:  # a damaged config: said, as any other unusable dir
+            parser.error(f"--results {pair}: its config cannot be read ({type(err).__name__}); give {name}'s own dir")
+        if name not in found:
+            held = " or ".join(sorted(found)) or "no experiment's"
+            parser.error(f"--results {pair}: that dir holds {held} runs, not {name}; give {name}'s own dir")
         given[name] = Path(directory)
     return given
 
@@ -81,7 +85,10 @@ def _lock(out: Path, parser: argparse.ArgumentParser) -> int:
     """Hold ``<out>/.lock`` while running (the experiments' processes inherit it, so a sweep left
     running by a killed ``make reproduce`` still holds it): a second one writing the same dir is
     refused."""
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o664)
+    except OSError as err:
+        parser.error(f"--out {out}: cannot write there ({err.strerror}); give a directory you can write")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -121,32 +128,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"page: {page}")
         return 0
     lock = _lock(out, parser)
-    signal.signal(signal.SIGTERM, _terminated)  # like Ctrl-C: the sweep summarizes, the page is written
+    previous = signal.signal(signal.SIGTERM, _terminated)  # like Ctrl-C: the sweep summarizes, the page is written
     ended = []
     start = time.monotonic()
-    for i, experiment in enumerate(experiments, 1):
-        earlier = read_status(out, experiment.name)
-        if complete(earlier, experiment, out, args.quick):
-            print(f"[{i}/{len(experiments)}] {experiment.name}: done earlier ({earlier.wall_seconds:.0f} s), kept")
-            ended.append(earlier)
-            continue
-        print(f"[{i}/{len(experiments)}] {experiment.name}: {experiment.title}", flush=True)
-        try:
+    try:
+        for i, experiment in enumerate(experiments, 1):
+            earlier = read_status(out, experiment.name)
+            if complete(earlier, experiment, out, args.quick):
+                print(f"[{i}/{len(experiments)}] {experiment.name}: done earlier ({earlier.wall_seconds:.0f} s), kept")
+                ended.append(earlier)
+                continue
+            print(f"[{i}/{len(experiments)}] {experiment.name}: {experiment.title}", flush=True)
             status = run_experiment(
                 experiment, out, args.quick, say=lambda line: print(line, flush=True), keep_fds=(lock,)
             )
-        except KeyboardInterrupt:
-            page, _ = write_page(out, args.quick, given)
-            print(f"interrupted; the page shows what finished: {page}\nrun the same command again to go on")
-            return 130
-        ended.append(status)
-        print(
-            f"[{i}/{len(experiments)}] {experiment.name}: {status.state}, {status.finished_runs} runs finished"
-            + (f", {status.failed_runs} failed" if status.failed_runs else "")
-            + f", {status.wall_seconds:.0f} s (log: {out / status.log})",
-            flush=True,
-        )
-        write_page(out, args.quick, given)  # a page after every experiment: Ctrl-C loses nothing
+            ended.append(status)
+            print(
+                f"[{i}/{len(experiments)}] {experiment.name}: {status.state}, {status.finished_runs} runs finished"
+                + (f", {status.failed_runs} failed" if status.failed_runs else "")
+                + f", {status.wall_seconds:.0f} s (log: {out / status.log})",
+                flush=True,
+            )
+            write_page(out, args.quick, given)  # a page after every experiment: Ctrl-C loses nothing
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, wherever in the loop
+        page, _ = write_page(out, args.quick, given)
+        print(f"interrupted; the page shows what finished: {page}\nrun the same command again to go on")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     page, items = write_page(out, args.quick, given)
     print(f"\n{'experiment':28} verdict")
     for item in items:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import collect, config_value
 from dlfoundations.reproduce.course import COURSE, GPU_SCALE, Experiment, GpuExperiment
@@ -161,13 +163,20 @@ def gpu_entry(experiment: GpuExperiment, given: Path | None) -> Entry:
     return entry
 
 
-def task_of(directory: Path) -> str | None:
-    """The ``task_name`` of a run dir, or of a sweep dir's first job."""
-    for job in [directory] + sorted((p.parent.parent for p in directory.glob("*/.hydra/config.yaml")), key=str):
-        task = config_value(job, "task_name")
-        if task:
-            return str(task)
-    return None
+def experiment_of(directory: Path) -> set[str]:
+    """Which experiment a run dir (or a sweep dir's first job) is of: the ``experiment=`` it was
+    run with (Hydra's record of its choices) and its ``task_name``; empty where neither is told."""
+    jobs = [directory] + sorted((p.parent.parent for p in directory.glob("*/.hydra/config.yaml")), key=str)
+    for job in jobs:
+        if not (job / ".hydra" / "config.yaml").exists():
+            continue
+        names = {str(config_value(job, "task_name") or "")}
+        hydra_yaml = job / ".hydra" / "hydra.yaml"
+        if hydra_yaml.exists():
+            runtime = ((yaml.safe_load(hydra_yaml.read_text()) or {}).get("hydra") or {}).get("runtime") or {}
+            names.add(str((runtime.get("choices") or {}).get("experiment") or ""))
+        return names - {""}
+    return set()
 
 
 def _unreadable(name: str, title: str, command: str, err: Exception) -> Entry:

@@ -306,7 +306,9 @@ def _total(items: list[Entry]) -> float:
 def write_page(out: Path, quick: bool, given: dict[str, Path] | None = None) -> tuple[Path, list[Entry]]:
     """Write ``<out>/index.html`` and ``<out>/REPORT.md``; returns the page's path and its entries."""
     items = entries(out, quick, given)
-    head = header(items, quick or any(e.quick for e in items))  # what ran, whatever the flag
+    # What ran, as the status files record it, whatever the flag; the flag only where nothing ran yet.
+    ran = [e for e in items if e.status is not None]
+    head = header(items, any(e.quick for e in ran) if ran else quick)
     atomic_write_text(out / "index.html", render_html(out, items, head))
     atomic_write_text(out / "REPORT.md", render_markdown(out, items, head))
     return out / "index.html", items

@@ -17,6 +17,7 @@ from dlfoundations.atomic import atomic_write_csv, atomic_write_json, atomic_wri
 from dlfoundations.config.schemas import Figure
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import NOT_METRICS, collect, earlier_jobs, to_float
+from dlfoundations.record.jobs import current_launch
 from dlfoundations.results.analysis import analyse_sweep, finish_sweep, sweep_figures, wandb_extras
 from dlfoundations.results.plot import plot_summary
 
@@ -66,13 +67,6 @@ def check_options(
             raise UserError(
                 f"--{option} {key}: no such column in this sweep; available: {', '.join(settings + metrics)}"
             )
-    chosen = choose_x(rows, x or "num_params", group_by)
-    if group_by and len(rows) > 1 and not varying(rows, chosen):
-        # e.g. --group-by data.label_noise on a label-noise sweep: every point would sit at one x.
-        raise UserError(
-            f"--group-by {group_by} leaves nothing for the x axis: every job has the same {chosen}; "
-            f"drop --group-by (x is then {group_by}) or give an --x that varies"
-        )
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -94,18 +88,32 @@ def write_failed(sweep_dir: Path, failed: list[dict[str, str]]) -> Path | None:
 OUTPUTS_FILE = "summary_files.json"  # what the sweep's latest summary wrote
 
 
-def set_aside_stale_outputs(sweep_dir: Path, written: list[Path]) -> Path | None:
-    """Move the files an earlier summary of ``sweep_dir`` wrote and this one did not (e.g. zhang.png
-    of an earlier launch with other overrides, whose figure this launch does not draw) to
-    ``<sweep dir>/superseded/summary_<time>_<id>/``, so that every figure next to summary.csv is of
-    its jobs; record what this summary wrote. Returns that folder, or None if nothing was stale."""
-    # A figure's vector twin (summary.pdf beside summary.png) belongs to it.
-    now = {p.name for p in written} | {p.with_suffix(".pdf").name for p in written if p.with_suffix(".pdf").exists()}
+def file_stamps(sweep_dir: Path) -> dict[str, list[int]]:
+    """[inode, mtime in ns] of each file at the top of ``sweep_dir``: a file written since (the
+    summaries write atomically: a new inode) has another stamp."""
+    stamps = {}
+    for path in sweep_dir.iterdir() if sweep_dir.is_dir() else []:
+        if path.is_file() and path.name != OUTPUTS_FILE:
+            stat = path.stat()
+            stamps[path.name] = [stat.st_ino, stat.st_mtime_ns]
+    return stamps
+
+
+def set_aside_stale_outputs(sweep_dir: Path, before: dict[str, list[int]]) -> Path | None:
+    """After a summary of ``sweep_dir`` (``before``: :func:`file_stamps` when it started): move the
+    files that the summary of an earlier launch into the dir wrote and that no one has rewritten
+    since (e.g. zhang.png of a launch with other overrides, whose figure this launch does not draw)
+    to ``<sweep dir>/superseded/summary_<time>_<id>/``, so that every file next to summary.csv is of
+    the latest launch's jobs; then record what this summary wrote (``summary_files.json``). A
+    summary of the same launch (e.g. ``scripts/summarize_sweep.py`` drawing fewer figures) moves
+    nothing. Returns that folder, or None if nothing was stale."""
+    launch, now = current_launch(sweep_dir), file_stamps(sweep_dir)
     try:
-        before = set(read_outputs(sweep_dir))
-    except (OSError, ValueError):  # no record yet (a first summary) or a damaged one: nothing to judge by
-        before = set()
-    stale = sorted(name for name in before - now if (sweep_dir / name).is_file())
+        record = json.loads((sweep_dir / OUTPUTS_FILE).read_text())
+        earlier, files = record["launch"], dict(record["files"])
+    except (OSError, ValueError, KeyError, TypeError):  # no record yet (a first summary), or a damaged one
+        earlier, files = launch, {}
+    stale = sorted(n for n, stamp in files.items() if earlier != launch and "/" not in n and now.get(n) == stamp)
     target = None
     if stale:
         stamp = f"summary_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
@@ -113,17 +121,13 @@ def set_aside_stale_outputs(sweep_dir: Path, written: list[Path]) -> Path | None
         target.mkdir(parents=True)
         for name in stale:
             os.replace(sweep_dir / name, target / name)
-        atomic_write_text(target / "why.txt", "written by an earlier summary of this sweep dir; not by its latest\n")
-        log.info("sweep summary: %s of an earlier summary set aside in %s", ", ".join(stale), target)
-    atomic_write_json(sweep_dir / OUTPUTS_FILE, sorted(now))
+        atomic_write_text(target / "why.txt", f"written by the summary of launch {earlier}; not by that of {launch}\n")
+        log.info("sweep summary: %s of an earlier launch's summary set aside in %s", ", ".join(stale), target)
+    wrote = {n: stamp for n, stamp in now.items() if before.get(n) != stamp and n not in stale}
+    if earlier == launch:  # the same launch's earlier summaries: what they wrote is still its own
+        wrote = {**{n: s for n, s in files.items() if now.get(n) == s}, **wrote}
+    atomic_write_json(sweep_dir / OUTPUTS_FILE, {"launch": launch, "files": wrote})
     return target
-
-
-def read_outputs(sweep_dir: Path) -> list[str]:
-    names = json.loads((sweep_dir / OUTPUTS_FILE).read_text())
-    if not isinstance(names, list):
-        raise ValueError(f"{OUTPUTS_FILE} is not a list")
-    return [str(n) for n in names if "/" not in str(n)]
 
 
 def write_summary(
@@ -154,6 +158,7 @@ def write_summary(
     Returns the rows, the failed jobs, the x used, the aggregate, thresholds and the paths ``written``."""
 
     sweep_dir = Path(sweep_dir)
+    stamps = file_stamps(sweep_dir)  # what this summary rewrites, it writes anew (set_aside_stale_outputs)
     if earlier := earlier_jobs(sweep_dir):
         log.warning(
             "sweep summary: job dir(s) %s are of an earlier launch into %s (other overrides): left out",
@@ -209,7 +214,7 @@ def write_summary(
         written.append(failed_txt)
     extra = finish_sweep(sweep_dir, analysis, figures, y, band, title or sweep_dir.name, logy, ylabel, threshold_x)
     written += [path for path in extra.values() if path not in written]
-    set_aside_stale_outputs(sweep_dir, written)
+    set_aside_stale_outputs(sweep_dir, stamps)
     return {
         "rows": rows,
         "failed": failed,

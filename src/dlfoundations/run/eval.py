@@ -140,15 +140,33 @@ def eval_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, 
             )
         _set(merged, key, value)
         applied.append(override)
-    trained_on, given = _get(run, "data.input_shape"), _get(merged, "data.input_shape")
-    if isinstance(trained_on, list) and isinstance(given, list) and trained_on != given:
-        # Said here, not as a checkpoint of "another model": the model is the run's, the data is not.
+    return OmegaConf.create(merged), run_dir, ckpt, applied
+
+
+def _input_shape(cfg: DictConfig) -> list[int] | None:
+    """The resolved ``data.input_shape`` of a config, None where it has none or cannot resolve."""
+    try:
+        shape = OmegaConf.select(cfg, "data.input_shape", default=None)
+        return [int(n) for n in shape] if shape is not None else None
+    except Exception:
+        return None
+
+
+def check_run_checkpoint(ckpt: str, task: Any, run_dir: Path, run_cfg: DictConfig, applied: list[str]) -> dict:
+    """:func:`check_checkpoint`, naming the data where data of another input shape is why the
+    checkpoint's weights do not fit the model rebuilt for it (the model is the run's; a model that
+    takes any input size, e.g. resnet18 at another resolution, is not refused)."""
+    try:
+        return check_checkpoint(ckpt, task)
+    except UserError as err:
+        trained_on, given = _input_shape(OmegaConf.create(run_config(run_dir))), _input_shape(run_cfg)
+        if trained_on is None or given is None or trained_on == given:
+            raise
         data = next((o for o in applied if override_key(o) == "data"), "these data overrides")
         raise UserError(
             f"{data} gives inputs of shape {given}, and this run's model was trained on inputs of shape "
             f"{trained_on}; evaluate it on data of that shape (e.g. data.test_sets=[...] of its own data)"
-        )
-    return OmegaConf.create(merged), run_dir, ckpt, applied
+        ) from err
 
 
 def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -174,7 +192,7 @@ def main(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         raise UserError(f"replica={replica}: this run trained one model (replicas=1); drop replica=")
     run = build_run(run_cfg, trainer_args)  # as in training: same seeds, same data, same noise
     datamodule, net, task = run.datamodule, run.net, run.task
-    checkpoint = check_checkpoint(str(ckpt), task)
+    checkpoint = check_run_checkpoint(str(ckpt), task, run_dir, run_cfg, applied)
     if replicas > 1:  # a replicated run: all replicas stacked, or (replica=k) replica k alone
         stacked, replica_cfgs = cast(StackedNet, net), run.replica_cfgs
         if replica is not None:
