@@ -11,6 +11,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from dlfoundations.errors import UserError
 from dlfoundations.launch.callback import SweepSummary
 from dlfoundations.record.collect import collect
 from dlfoundations.results.summary import write_summary
@@ -180,6 +181,18 @@ def test_summarize_script_refuses_a_bogus_metric_and_keeps_the_summary(tmp_path,
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and named in err
         assert "test/err" in err and "train_eval/acc" in err  # names what is there
+    # Grouping by the only swept setting leaves one x for every point: refused, the summary kept.
+    assert script.main([str(sweep), "--group-by", "data.label_noise"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --group-by data.label_noise leaves one value (num_params is the same in every job)")
+    # With seeds, the seed would be the x axis: refused too. Grouping a width sweep by seed is fine.
+    from dlfoundations.results.summary import check_options
+
+    seeded = [{"data.label_noise": n, "seed": s, "num_params": 10, "test/err": 0.5} for n in (0, 0.1) for s in (0, 1)]
+    with pytest.raises(UserError, match=r"^--group-by data.label_noise leaves only the seed for the x axis"):
+        check_options(seeded, None, None, "data.label_noise")
+    widths = [{"model.width": w, "seed": s, "num_params": 10 * w, "test/err": 0.5} for w in (1, 2) for s in (0, 1)]
+    check_options(widths, None, None, "seed")
     assert {name: (sweep / name).read_bytes() for name in before} == before
     assert {name: (sweep / name).stat().st_mtime_ns for name in before} == stamps
 

@@ -67,6 +67,13 @@ def check_options(
             raise UserError(
                 f"--{option} {key}: no such column in this sweep; available: {', '.join(settings + metrics)}"
             )
+    # Grouping by the swept setting of a sweep with one parameter count (a label-noise sweep) leaves
+    # the x axis the seed or one value: a line plot of nothing. (Categories are drawn as bars.)
+    chosen = choose_x(rows, x or "num_params", group_by)
+    numeric = group_by and all(to_float(row.get(group_by)) is not None for row in rows)
+    if numeric and len(rows) > 1 and (chosen == "seed" or not varying(rows, chosen)):
+        left = "only the seed" if chosen == "seed" else f"one value ({chosen} is the same in every job)"
+        raise UserError(f"--group-by {group_by} leaves {left} for the x axis; drop it or give an --x that varies")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
