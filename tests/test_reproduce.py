@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -401,3 +402,25 @@ def test_a_sigterm_is_passed_on_to_the_sweep_as_ctrl_c_and_recorded_as_an_interr
         run_experiment(experiment, out, quick=False, say=say)
     status = json.loads(status_path(out, experiment.name).read_text())
     assert (status["state"], status["exit_code"]) == (INTERRUPTED, 130)  # asked, not killed (-9)
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_make_reproduce_stops_the_sweep_like_ctrl_c_and_writes_the_page(tmp_path):
+    import signal
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dlfoundations.reproduce", "--quick", "--only", "memorize_digits"]
+    command += ["--out", str(out)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DLF_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the experiment has started: its sweep is running
+        if "memorize_digits:" in line:
+            break
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, rest[-3000:]
+    assert "interrupted; the page shows what finished" in rest and (out / "index.html").exists()
+    status = json.loads(status_path(out, "memorize_digits").read_text())
+    assert status["state"] == INTERRUPTED and status["exit_code"] not in (-9, None)  # asked to stop, not killed
