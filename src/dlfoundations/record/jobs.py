@@ -185,21 +185,21 @@ def set_aside_previous(job_dir: Path, identity: list[str] | None) -> Path | None
     if not entries:
         return None
     previous = recorded_identity(job_dir)
-    target = (
-        job_dir.parent / "superseded" / f"{job_dir.name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
-    )
+    why = {
+        "set_aside_from": str(job_dir),
+        "these_files_are_of_overrides": previous if previous is not None else "unknown (not recorded)",
+        "job_dir_now_runs": identity,
+    }
+    return set_aside(entries, job_dir.parent, job_dir.name, yaml.safe_dump(why, sort_keys=False))
+
+
+def set_aside(paths: list[Path], sweep_dir: Path, label: str, why: str) -> Path:
+    """Move ``paths`` to ``<sweep_dir>/superseded/<label>_<time>_<id>/`` with a ``why.txt``
+    saying why (files of an earlier job or launch: kept, never mixed with the latest's); return
+    that folder."""
+    target = Path(sweep_dir) / "superseded" / f"{label}_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
     target.mkdir(parents=True)
-    for entry in entries:
-        os.replace(entry, target / entry.name)
-    atomic_write_text(
-        target / "why.txt",
-        yaml.safe_dump(
-            {
-                "set_aside_from": str(job_dir),
-                "these_files_are_of_overrides": previous if previous is not None else "unknown (not recorded)",
-                "job_dir_now_runs": identity,
-            },
-            sort_keys=False,
-        ),
-    )
+    for path in paths:
+        os.replace(path, target / path.name)
+    atomic_write_text(target / "why.txt", why)
     return target

@@ -6,9 +6,6 @@ rest. The steps are separate functions: :func:`collect`, :func:`choose_x`,
 
 import json
 import logging
-import os
-import secrets
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from dlfoundations.atomic import atomic_write_csv, atomic_write_json, atomic_wri
 from dlfoundations.config.schemas import Figure
 from dlfoundations.errors import UserError
 from dlfoundations.record.collect import NOT_METRICS, collect, earlier_jobs, to_float
-from dlfoundations.record.jobs import current_launch
+from dlfoundations.record.jobs import current_launch, set_aside
 from dlfoundations.results.analysis import analyse_sweep, finish_sweep, sweep_figures, wandb_extras
 from dlfoundations.results.plot import plot_summary
 
@@ -123,12 +120,8 @@ def set_aside_stale_outputs(sweep_dir: Path, before: dict[str, list[int]]) -> Pa
     stale = sorted(n for n, stamp in files.items() if earlier != launch and "/" not in n and now.get(n) == stamp)
     target = None
     if stale:
-        stamp = f"summary_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
-        target = sweep_dir / "superseded" / stamp
-        target.mkdir(parents=True)
-        for name in stale:
-            os.replace(sweep_dir / name, target / name)
-        atomic_write_text(target / "why.txt", f"written by the summary of launch {earlier}; not by that of {launch}\n")
+        why = f"written by the summary of launch {earlier}; not by that of {launch}\n"
+        target = set_aside([sweep_dir / name for name in stale], sweep_dir, "summary", why)
         log.info("sweep summary: %s of an earlier launch's summary set aside in %s", ", ".join(stale), target)
     wrote = {n: stamp for n, stamp in now.items() if before.get(n) != stamp and n not in stale}
     if earlier == launch:  # the same launch's earlier summaries: what they wrote is still its own
